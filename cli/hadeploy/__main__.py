@@ -1,0 +1,3 @@
+from hadeploy.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""``hadeploy down``: remove everything the deployment created, and nothing else."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from hadeploy.commands._common import (
+    ConfigOpt,
+    DeploymentOpt,
+    JsonOpt,
+    StateDirOpt,
+    YesOpt,
+    confirm,
+    resolve,
+    stderr_console,
+)
+
+
+def down(
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove every container, network, volume and firewall rule of the deployment.
+
+    Asks for confirmation on a terminal; non-interactive runs need --yes. The audit log
+    in the state directory is kept. Example:  hadeploy down --yes
+    """
+    from hadeploy.deploy import down as do_down
+    from hadeploy.deploy import require_target_available
+
+    dep, state = resolve(config, None, deployment, state_dir)
+    require_target_available(dep)
+    confirm(f"Remove deployment '{dep.name}' ({len(dep.regions)} regions) and its data?", yes)
+    console = stderr_console()
+    removed = do_down(dep, state, log=lambda m: console.print(f"[dim]·[/] {m}"))
+    if json_out:
+        typer.echo(json.dumps({"deployment": dep.name, "removed": removed}, indent=2))
+    else:
+        console.print(f"[green]down[/]: removed {len(removed)} object(s) of '{dep.name}'"
+                      if removed else f"down: nothing of '{dep.name}' was left to remove")

@@ -1,0 +1,172 @@
+"""Configure the hosts: render the inventory from the topology, run a playbook through
+ansible-runner, and show compact progress (one live line, then one line per host).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hadeploy import paths
+from hadeploy.config import Deployment
+from hadeploy.errors import ExitCode, HadeployError
+from hadeploy.targets.lab.podman import CONTAINERS_CONF
+from hadeploy.topology import Topology, inventory_text, render_inventory
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class PlaybookResult:
+    playbook: str
+    rc: int
+    seconds: float
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(h.changed for h in self.hosts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"playbook": self.playbook, "rc": self.rc, "seconds": round(self.seconds, 1),
+                "changed": self.changed,
+                "hosts": {n: vars(s) for n, s in sorted(self.hosts.items())},
+                "failures": self.failures}
+
+
+def write_inventory(topo: Topology, dep: Deployment, state: Path) -> Path:
+    """Render ``<state>/inventory/`` (hosts.yml + the target's group_vars); return it."""
+    inv = state / "inventory"
+    inv.mkdir(parents=True, exist_ok=True)
+    (inv / "hosts.yml").write_text(inventory_text(topo, dep))
+    src = paths.inventory_dir(topo.target) / "group_vars"
+    dst = inv / "group_vars"
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return inv
+
+
+def region_fingerprints(topo: Topology, dep: Deployment, playbook: str) -> dict[str, str]:
+    """Per region, a hash of everything that decides its hosts' configuration: the roles,
+    the playbooks, the target's group vars and the region's own inventory variables.
+    Regions are converged independently: adding or repairing one never touches another.
+    """
+    shared = hashlib.sha256()
+    roots = [paths.inventory_dir(topo.target), paths.roles_dir(),
+             paths.playbook(playbook).parent]
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()
+                           and "__pycache__" not in p.parts):
+            shared.update(str(path.relative_to(root)).encode())
+            shared.update(path.read_bytes())
+    inv = render_inventory(topo, dep)["all"]
+    out = {}
+    for region in topo.regions:
+        hostvars = {h.name: inv["children"][h.kind]["hosts"][h.name] for h in region.hosts}
+        digest = shared.copy()
+        digest.update(json.dumps([inv["vars"], hostvars], sort_keys=True).encode())
+        out[region.name] = digest.hexdigest()
+    return out
+
+
+def region_group(region: str) -> str:
+    return f"region_{region.replace('-', '_')}"
+
+
+def _env() -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
+        "CONTAINERS_CONF": str(CONTAINERS_CONF),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+    }
+
+
+def run_playbook(inventory: Path, state: Path, playbook: str = "site.yml", *,
+                 extravars: dict[str, Any] | None = None, limit: str | None = None,
+                 on_task: Callable[[str, int], None] = lambda _t, _n: None) -> PlaybookResult:
+    if shutil.which("ansible-playbook", path=_env()["PATH"]) is None:
+        raise HadeployError("ansible-playbook is not installed next to hadeploy",
+                            hint="pip install ansible (scripts/setup.sh does it)",
+                            code=ExitCode.ENVIRONMENT)
+    import ansible_runner
+
+    result = PlaybookResult(playbook, 1, 0.0)
+    tasks_seen = 0
+
+    def handler(event: dict[str, Any]) -> bool:
+        nonlocal tasks_seen
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_task_start":
+            tasks_seen += 1
+            on_task(str(data.get("task", "")), tasks_seen)
+        elif kind in {"runner_on_failed", "runner_on_unreachable"} and not data.get(
+                "ignore_errors"):
+            res = data.get("res") or {}
+            detail = res.get("msg") or res.get("stderr") or res.get("reason") or ""
+            result.failures.append(f"{data.get('host')}: {data.get('task')}: "
+                                   f"{str(detail).strip()[:500]}")
+        elif kind == "playbook_on_stats":
+            for attr, key in (("ok", "ok"), ("changed", "changed"), ("failed", "failures"),
+                              ("unreachable", "dark"), ("skipped", "skipped")):
+                for host, count in (data.get(key) or {}).items():
+                    setattr(result.hosts.setdefault(host, HostStats()), attr, count)
+        return False  # do not keep every event on disk twice
+
+    private = state / "ansible"
+    private.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=str(private), playbook=str(paths.playbook(playbook)),
+        inventory=str(inventory), envvars=_env(), extravars=extravars or {},
+        limit=limit, forks=25, quiet=True, event_handler=handler, rotate_artifacts=3,
+        settings={"suppress_ansible_output": True},
+    )
+    result.seconds = time.monotonic() - start
+    result.rc = runner.rc if runner.rc is not None else 1
+    if runner.status == "failed" and not result.failures and not result.hosts:
+        stdout = ""
+        try:
+            stdout = runner.stdout.read()[-1500:]
+        except Exception:
+            stdout = ""
+        result.failures.append(f"ansible-playbook exited {result.rc}: {stdout.strip()}")
+    return result
+
+
+def save_fingerprints(state: Path, fingerprints: dict[str, str]) -> None:
+    current = load_fingerprints(state)
+    current.update(fingerprints)
+    (state / "converged.json").write_text(json.dumps({"regions": current, "at": time.time()}))
+
+
+def load_fingerprints(state: Path) -> dict[str, str]:
+    try:
+        return dict(json.loads((state / "converged.json").read_text())["regions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}

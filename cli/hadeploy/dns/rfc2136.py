@@ -1,0 +1,169 @@
+"""RFC 2136 dynamic updates signed with TSIG (dnspython): the lab's knotd and any
+on-prem BIND, Knot or PowerDNS server.
+
+The provider reads the current answer straight from the authoritative server, replaces
+a record set in one atomic UPDATE message, and waits until the server serves it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hadeploy.errors import ExitCode, HadeployError
+
+ALGORITHM = "hmac-sha256"
+
+
+@dataclass(frozen=True)
+class TsigKey:
+    name: str
+    secret: str  # base64
+    algorithm: str = ALGORITHM
+
+    def __repr__(self) -> str:  # never leak the secret through logs or tracebacks
+        return f"TsigKey(name={self.name!r}, algorithm={self.algorithm!r}, secret=***)"
+
+    @classmethod
+    def generate(cls, name: str) -> TsigKey:
+        return cls(name, base64.b64encode(secrets.token_bytes(32)).decode())
+
+    def save(self, path: Path) -> None:
+        """Write the key with mode 0600 from the start (never world-readable)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"name": self.name, "algorithm": self.algorithm, "secret": self.secret},
+                      fh)
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> TsigKey:
+        try:
+            data = json.loads(path.read_text())
+            return cls(data["name"], data["secret"], data.get("algorithm", ALGORITHM))
+        except FileNotFoundError:
+            raise HadeployError(f"TSIG key {path} is missing",
+                                hint="run 'hadeploy up' to create the DNS server and its key",
+                                code=ExitCode.ENVIRONMENT) from None
+        except (ValueError, KeyError) as exc:
+            raise HadeployError(f"TSIG key {path} is unreadable ({type(exc).__name__})",
+                                hint="restore it from backup, or 'hadeploy down' and 'up' "
+                                "to issue a new one", code=ExitCode.ENVIRONMENT) from None
+
+
+class Rfc2136Provider:
+    """Read/replace one record set on an authoritative server; ``A`` records only."""
+
+    def __init__(self, server: str, port: int, zone: str, key: TsigKey | None,
+                 timeout: float = 2.0) -> None:
+        self.server, self.port, self.timeout = server, port, timeout
+        self.zone = zone.rstrip(".") + "."
+        self.key = key
+
+    def _fqdn(self, record: str) -> str:
+        return record if record.endswith(".") else f"{record}.{self.zone}"
+
+    def read(self, record: str) -> list[str]:
+        """The A records the authoritative server serves now (empty if none)."""
+        import dns.exception
+        import dns.message
+        import dns.query
+        import dns.rcode
+        import dns.rdatatype
+
+        query = dns.message.make_query(self._fqdn(record), dns.rdatatype.A)
+        query.flags &= ~0x0100  # RD off: we ask the authority, not a resolver
+        try:
+            resp = dns.query.udp(query, self.server, port=self.port, timeout=self.timeout)
+            if resp.flags & 0x0200:  # truncated
+                resp = dns.query.tcp(query, self.server, port=self.port, timeout=self.timeout)
+        except (dns.exception.Timeout, OSError) as exc:
+            raise self._unreachable(exc) from None
+        rcode = resp.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            return []
+        if rcode != dns.rcode.NOERROR:
+            raise HadeployError(f"DNS server {self.server}:{self.port} answered "
+                                f"{dns.rcode.to_text(rcode)} for {self._fqdn(record)}",
+                                hint=f"check that it is authoritative for {self.zone}",
+                                code=ExitCode.ENVIRONMENT)
+        return sorted(item.address for rrset in resp.answer
+                      if rrset.rdtype == dns.rdatatype.A for item in rrset)
+
+    def replace(self, record: str, ttl: int, addresses: list[str]) -> None:
+        """Replace the whole A record set in one UPDATE (atomic on the server)."""
+        if not addresses:
+            raise HadeployError("refusing to leave the app record with no address",
+                                code=ExitCode.REFUSED)
+        import dns.exception
+        import dns.query
+        import dns.rcode
+        import dns.tsig
+        import dns.tsigkeyring
+        import dns.update
+
+        kwargs = {}
+        if self.key is not None:
+            kwargs = {"keyring": dns.tsigkeyring.from_text({self.key.name: self.key.secret}),
+                      "keyname": self.key.name, "keyalgorithm": dns.tsig.HMAC_SHA256}
+        update = dns.update.UpdateMessage(self.zone, **kwargs)  # type: ignore[arg-type]
+        update.replace(self._fqdn(record), ttl, "A", *addresses)
+        try:
+            resp = dns.query.tcp(update, self.server, port=self.port, timeout=self.timeout)
+        except dns.tsig.PeerError as exc:
+            raise HadeployError(f"DNS server {self.server}:{self.port} rejected the TSIG "
+                                f"signature ({type(exc).__name__})",
+                                hint="the key in the state directory does not match the "
+                                "server's", code=ExitCode.ENVIRONMENT) from None
+        except (dns.exception.Timeout, OSError, EOFError) as exc:
+            raise self._unreachable(exc) from None
+        rcode = resp.rcode()
+        if rcode != dns.rcode.NOERROR:
+            raise HadeployError(f"DNS server {self.server}:{self.port} refused the update of "
+                                f"{self._fqdn(record)}: {dns.rcode.to_text(rcode)}",
+                                hint="check the TSIG key and the server's update ACL",
+                                code=ExitCode.FAILED)
+
+    def wait_visible(self, record: str, addresses: list[str], timeout: float = 10.0) -> float:
+        """Poll until the server serves exactly ``addresses``; return the seconds waited."""
+        start = time.monotonic()
+        want = sorted(addresses)
+        while True:
+            if self.read(record) == want:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise HadeployError(f"{self._fqdn(record)} still does not answer {want} after "
+                                    f"{timeout:.0f} s", code=ExitCode.VERIFY_FAILED)
+            time.sleep(0.02)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until the server answers for the zone's SOA."""
+        import dns.exception
+        import dns.message
+        import dns.query
+        import dns.rcode
+
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                resp = dns.query.udp(dns.message.make_query(self.zone, "SOA"), self.server,
+                                     port=self.port, timeout=0.5)
+                if resp.rcode() == dns.rcode.NOERROR and resp.answer:
+                    return
+            except (dns.exception.Timeout, OSError) as exc:
+                last = exc
+            time.sleep(0.05)
+        raise self._unreachable(last or TimeoutError("no SOA answer"))
+
+    def _unreachable(self, exc: BaseException) -> HadeployError:
+        return HadeployError(f"DNS server {self.server}:{self.port} did not answer "
+                             f"({type(exc).__name__}: {exc})",
+                             hint="check that it runs ('hadeploy status'); in the lab, "
+                             "'hadeploy up' starts it", code=ExitCode.ENVIRONMENT)

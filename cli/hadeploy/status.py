@@ -1,0 +1,119 @@
+"""``hadeploy status``: probe every host and endpoint, ask the DNS server which region
+is active. The JSON document built here is a documented contract (docs/status-schema.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hadeploy.config import Deployment
+from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
+from hadeploy.errors import HadeployError
+from hadeploy.health import probe_many
+from hadeploy.topology import Topology
+
+SCHEMA_VERSION = 1
+LB_HEALTH_PATH = "/lb-health"  # haproxy's monitor-uri (roles/haproxy)
+LB_HEADER = "x-hadeploy-lb"  # set by haproxy on every response (roles/haproxy)
+
+
+def host_url(kind: str, address: str, dep: Deployment) -> str:
+    if kind == "lb":
+        return f"http://{address}{LB_HEALTH_PATH}"
+    return f"http://{address}:{dep.app.port}{dep.app.health_path}"
+
+
+def dns_provider(topo: Topology, state: Path) -> Rfc2136Provider:
+    key_path = state / "dns" / "tsig.json"
+    key = TsigKey.load(key_path) if key_path.exists() else None
+    return Rfc2136Provider(topo.dns.server, topo.dns.port, topo.dns.zone, key)
+
+
+def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.0,
+            container_states: dict[str, str] | None = None) -> dict[str, Any]:
+    urls: list[str] = []
+    for region in topo.regions:
+        urls.append(f"{region.url}{dep.app.health_path}")
+        urls += [host_url(h.kind, h.address, dep) for h in region.hosts]
+    results = probe_many(urls, timeout)
+
+    dns_doc: dict[str, Any] = {"server": topo.dns.server, "port": topo.dns.port,
+                               "zone": topo.dns.zone, "record": topo.dns.fqdn,
+                               "ttl": topo.dns.ttl, "answer": [], "error": None}
+    try:
+        dns_doc["answer"] = dns_provider(topo, state).read(topo.dns.record)
+    except HadeployError as exc:
+        dns_doc["error"] = exc.message
+    active = [r.name for r in topo.regions if r.vip in dns_doc["answer"]]
+
+    regions = []
+    for region in topo.regions:
+        vip = results[f"{region.url}{dep.app.health_path}"]
+        hosts = []
+        for h in region.hosts:
+            r = results[host_url(h.kind, h.address, dep)]
+            entry: dict[str, Any] = {"name": h.name, "address": h.address, "kind": h.kind,
+                                     "healthy": r.ok, "status": r.status,
+                                     "latency_ms": round(r.latency_ms, 1), "error": r.error}
+            if container_states is not None:
+                entry["container"] = container_states.get(h.name, "missing")
+            hosts.append(entry)
+        regions.append({
+            "name": region.name, "role": region.role, "standby": region.standby,
+            "active": region.name in active, "vip": region.vip, "url": region.url,
+            "healthy": vip.ok, "lb_master": vip.headers.get(LB_HEADER),
+            "endpoint": {"status": vip.status, "latency_ms": round(vip.latency_ms, 1),
+                         "error": vip.error},
+            "hosts": hosts,
+        })
+    return {
+        "schema_version": SCHEMA_VERSION, "deployment": topo.deployment, "target": topo.target,
+        "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "active_region": active[0] if len(active) == 1 else None,
+        "healthy": all(r["healthy"] for r in regions) and len(active) == 1,
+        "dns": dns_doc, "regions": regions,
+    }
+
+
+def render_text(doc: dict[str, Any]) -> Any:
+    """A rich renderable for humans (the JSON document stays the contract)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    dns = doc["dns"]
+    answer = ", ".join(dns["answer"]) or "(no answer)"
+    head = Text.assemble(
+        ("deployment ", "dim"), (doc["deployment"], "bold"), ("  target ", "dim"),
+        doc["target"], ("  active region ", "dim"),
+        (doc["active_region"] or "NONE", "bold green" if doc["active_region"] else "bold red"),
+        "\n", ("dns ", "dim"), f"{dns['record']} @ {dns['server']}:{dns['port']} → {answer}",
+        *((("  ", ""), (dns["error"], "red")) if dns["error"] else ()),
+    )
+    lines = [head]
+    for region in doc["regions"]:
+        mark = ("● ", "bold green") if region["active"] else ("  ", "")
+        health = ("healthy", "green") if region["healthy"] else (
+            f"UNHEALTHY ({region['endpoint']['error'] or region['endpoint']['status']})", "red")
+        lines.append(Text.assemble(
+            "\n", mark, (region["name"], "bold"), f"  {region['role']}, {region['standby']}  ",
+            (region["url"], ""), "  ", health, ("  lb master ", "dim"),
+            region["lb_master"] or "-"))
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 4))
+        for host in region["hosts"]:
+            if host["healthy"]:
+                ok = Text("ok", "green")
+            else:
+                why = host.get("container") if host.get("container") not in (None, "running") \
+                    else (host["error"] or host["status"] or "")
+                ok = Text(f"DOWN {why}".strip(), "red")
+            table.add_row(host["name"], host["kind"], host["address"], ok)
+        lines.append(table)
+    return Group(*lines)
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False)

@@ -1,0 +1,93 @@
+"""The demo app (roles/app/files/hadeploy_app.py) served in-process on loopback."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+_spec = importlib.util.spec_from_file_location(
+    "hadeploy_app", REPO / "roles" / "app" / "files" / "hadeploy_app.py")
+assert _spec and _spec.loader
+app = importlib.util.module_from_spec(_spec)
+sys.modules["hadeploy_app"] = app  # dataclasses look their module up there
+_spec.loader.exec_module(app)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    cfg = app.Config(region="east", host="h1", version="9.9", data_dir=tmp_path / "data",
+                     port=0, bind="127.0.0.1")
+    srv = app.make_server(cfg)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", cfg
+    srv.shutdown()
+    srv.server_close()
+
+
+def call(url: str, body: object | None = None, raw: bytes | None = None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_root_reports_region_and_host(server):
+    url, _ = server
+    assert call(url + "/") == (200, {"region": "east", "host": "h1", "version": "9.9"})
+
+
+def test_post_is_on_disk_before_the_answer(server):
+    url, cfg = server
+    status, body = call(url + "/items", {"id": "order-1", "qty": 3})
+    assert status == 201 and body["id"] == "order-1"
+    on_disk = json.loads((cfg.data_dir / "items" / "order-1.json").read_text())
+    assert on_disk == {"id": "order-1", "qty": 3}
+    status, body = call(url + "/items/order-1")
+    assert status == 200 and body["qty"] == 3 and body["served_by"] == "h1"
+
+
+def test_post_without_id_gets_one_and_same_id_is_idempotent(server):
+    url, cfg = server
+    status, body = call(url + "/items", {"x": 1})
+    assert status == 201 and len(body["id"]) == 32
+    assert call(url + "/items", {"id": "a", "v": 1})[0] == 201
+    assert call(url + "/items", {"id": "a", "v": 1})[0] == 201
+    assert len(list((cfg.data_dir / "items").glob("a.json"))) == 1
+
+
+@pytest.mark.parametrize("raw,code", [(b"{nope", 400), (b"[1,2]", 400),
+                                      (b'{"id": "../etc/passwd"}', 400)])
+def test_bad_posts(server, raw, code):
+    url, _ = server
+    assert call(url + "/items", raw=raw)[0] == code
+
+
+def test_unknown_item_and_path(server):
+    url, _ = server
+    assert call(url + "/items/missing")[0] == 404
+    assert call(url + "/items/..%2fetc")[0] == 404
+
+
+def test_healthz_503_when_storage_is_not_writable(server):
+    url, cfg = server
+    assert call(url + "/healthz")[0] == 200
+    shutil.rmtree(cfg.data_dir)  # as root, chmod cannot make a directory unwritable
+    status, body = call(url + "/healthz")
+    assert status == 503 and body["status"] == "unhealthy"
+    assert call(url + "/items", {"id": "b"})[0] == 503

@@ -1,0 +1,133 @@
+"""The CLI as users and scripts see it: help, exit codes, clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMANDS = ["init", "plan", "up", "status", "down"]
+
+
+def test_root_help(cli):
+    r = cli("--help")
+    assert r.rc == 0
+    for cmd in COMMANDS:
+        assert cmd in r.out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_command_help(cli, cmd):
+    r = cli(cmd, "--help")
+    assert r.rc == 0, r.err
+    assert "Example" in r.out
+    assert "Traceback" not in r.out + r.err
+
+
+def _no_traceback(r):
+    assert "Traceback" not in r.out + r.err, r.err
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("name: demo\nregions: [\n", "invalid YAML"),
+    ("name: demo\nregions:\n  - name: east\n    role: primary\n    lab_subnet: 10.91.1.0/24\n"
+     "    flavour: big\n", "unknown key 'flavour'"),
+    ("regions:\n  - name: east\n    role: secondary\n    lab_subnet: 10.91.1.0/24\n",
+     "role: primary"),
+    ("- just\n- a list\n", "YAML mapping"),
+])
+def test_bad_config_file_exit_2(cli, tmp_path: Path, content, needle):
+    cfg = tmp_path / "hadeploy.yaml"
+    cfg.write_text(content)
+    for cmd in ("plan", "up", "status"):
+        r = cli(cmd, "--config", str(cfg))
+        assert r.rc == 2, (cmd, r.rc, r.err)
+        assert needle in r.err
+        assert "fix:" in r.err
+        _no_traceback(r)
+
+
+def test_missing_config_file(cli, tmp_path: Path):
+    r = cli("up", "--config", str(tmp_path / "missing.yaml"))
+    assert r.rc == 2
+    assert "does not exist" in r.err and "hadeploy init" in r.err
+    _no_traceback(r)
+
+
+def test_bad_region_names_on_command_line(cli):
+    r = cli("plan", "--regions", "east,East")
+    assert r.rc == 2 and "regions[1].name" in r.err
+    r = cli("plan", "--regions", "east,east")
+    assert r.rc == 2 and "more than once" in r.err
+    r = cli("plan", "--regions", ",")
+    assert r.rc == 2 and "empty" in r.err
+
+
+def test_up_without_anything_to_deploy(cli):
+    r = cli("up")
+    assert r.rc == 2 and "--regions" in r.err
+    _no_traceback(r)
+
+
+def test_status_of_unknown_deployment(cli):
+    r = cli("status")
+    assert r.rc == 2 and "no deployment found" in r.err
+    _no_traceback(r)
+
+
+def test_regions_subset_must_keep_primary(cli, tmp_path: Path):
+    cli("init")
+    r = cli("plan", "--regions", "west")
+    assert r.rc == 2 and "primary region 'east'" in r.err
+    r = cli("plan", "--regions", "east,south")
+    assert r.rc == 2 and "south" in r.err
+
+
+def test_aws_target_not_available_yet(cli, tmp_path: Path):
+    cfg = tmp_path / "hadeploy.yaml"
+    cli("init", str(cfg))
+    cfg.write_text(cfg.read_text().replace("target: lab", "target: aws"))
+    r = cli("up", "--config", str(cfg))
+    assert r.rc == 7, r.err
+    assert "not available yet" in r.err
+    _no_traceback(r)
+    r = cli("plan", "--config", str(cfg), "--json")
+    assert r.rc == 0 and json.loads(r.out)["target"] == "aws"
+
+
+def test_init_writes_valid_example_and_refuses_overwrite(cli, tmp_path: Path):
+    r = cli("init")
+    assert r.rc == 0 and (tmp_path / "hadeploy.yaml").exists()
+    r = cli("init")
+    assert r.rc == 2 and "--force" in r.err
+    assert cli("init", "--force").rc == 0
+
+
+def test_down_refuses_without_yes_when_not_a_terminal(cli, tmp_path: Path):
+    # A deployment must exist for down to have something to confirm.
+    state = tmp_path / "state" / "demo"
+    state.mkdir(parents=True)
+    from hadeploy import config
+
+    (state / "deployment.json").write_text(config.from_regions(["east"]).model_dump_json())
+    r = cli("down", input_="")
+    assert r.rc == 3 and "--yes" in r.err
+    _no_traceback(r)
+
+
+def test_unknown_option_is_usage_error(cli):
+    r = cli("up", "--regoins", "east")
+    assert r.rc == 2
+    _no_traceback(r)
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from hadeploy.cli import app; "
+            "heavy = [m for m in ('ansible_runner', 'ansible', 'pulumi', 'pulumi_aws', 'boto3',"
+            " 'pydantic', 'dns', 'yaml') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""

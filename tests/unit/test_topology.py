@@ -1,0 +1,86 @@
+"""Lab addressing and the one inventory renderer."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import yaml
+
+from hadeploy import config, configure
+from hadeploy.topology import lab_topology, render_inventory
+
+GOOD = config.parse(yaml.safe_load(config.EXAMPLE))
+
+
+def test_lab_addresses_are_inside_their_subnet_and_unique():
+    dep = config.from_regions(["east", "west", "north"])
+    topo = lab_topology(dep)
+    seen = set()
+    for region in topo.regions:
+        net = ipaddress.IPv4Network(region.subnet)
+        for addr in [region.vip, *(h.address for h in region.hosts)]:
+            assert ipaddress.IPv4Address(addr) in net
+            assert addr not in seen
+            seen.add(addr)
+        assert [h.kind for h in region.hosts].count("lb") == 2
+    assert len({r.router_id for r in topo.regions}) == 3
+    assert topo.dns.server == "10.91.0.53"
+
+
+def test_inventory_groups_and_role_variables():
+    topo = lab_topology(GOOD)
+    inv = render_inventory(topo, GOOD)["all"]
+    children = inv["children"]
+    assert set(children) == {"lb", "app", "region_east", "region_west"}
+    assert sorted(children["region_east"]["hosts"]) == [
+        "hd-demo-east-app1", "hd-demo-east-app2", "hd-demo-east-lb1", "hd-demo-east-lb2"]
+    lb1 = children["lb"]["hosts"]["hd-demo-east-lb1"]
+    lb2 = children["lb"]["hosts"]["hd-demo-east-lb2"]
+    assert lb1["keepalived_vip"] == "10.91.1.10" and lb1["keepalived_priority"] > lb2[
+        "keepalived_priority"]
+    # each region's load balancers balance only over that region's app hosts
+    assert [b["address"] for b in lb1["haproxy_backends"]] == ["10.91.1.21", "10.91.1.22"]
+    west_lb = children["lb"]["hosts"]["hd-demo-west-lb1"]
+    assert [b["address"] for b in west_lb["haproxy_backends"]] == ["10.91.2.21", "10.91.2.22"]
+    app = children["app"]["hosts"]["hd-demo-west-app2"]
+    assert app["app_region"] == "west" and app["app_port"] == 8080
+    assert app["shared_storage_type"] == "volume"
+
+
+def test_every_inventory_variable_is_declared_by_a_role():
+    """The renderer and the roles' argument specs must agree on the contract."""
+    from hadeploy import paths
+
+    declared = set()
+    for spec in paths.roles_dir().glob("*/meta/argument_specs.yml"):
+        data = yaml.safe_load(spec.read_text())
+        for entry in data["argument_specs"].values():
+            declared |= set(entry.get("options", {}))
+    inv = render_inventory(lab_topology(GOOD), GOOD)["all"]
+    used = set()
+    for group in ("lb", "app"):
+        for hostvars in inv["children"][group]["hosts"].values():
+            used |= {k for k in hostvars if not k.startswith("hadeploy_")}
+    assert used - declared == set()
+
+
+def test_inventory_is_deterministic():
+    topo = lab_topology(GOOD)
+    from hadeploy.topology import inventory_text
+
+    assert inventory_text(topo, GOOD) == inventory_text(topo, GOOD)
+    json.loads(inventory_text(topo, GOOD))
+
+
+def test_region_fingerprints_are_independent():
+    dep2 = config.from_regions(["east", "west"])
+    dep3 = config.from_regions(["east", "west", "north"])
+    fp2 = configure.region_fingerprints(lab_topology(dep2), dep2, "site.yml")
+    fp3 = configure.region_fingerprints(lab_topology(dep3), dep3, "site.yml")
+    assert fp2["east"] == fp3["east"] and fp2["west"] == fp3["west"]
+    bigger = config.parse({**dep2.model_dump(mode="json"),
+                           "regions": [{**dep2.regions[0].model_dump(mode="json"), "hosts": 3},
+                                       dep2.regions[1].model_dump(mode="json")]})
+    fpb = configure.region_fingerprints(lab_topology(bigger), bigger, "site.yml")
+    assert fpb["east"] != fp2["east"] and fpb["west"] == fp2["west"]
