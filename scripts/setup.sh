@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(podman runc debootstrap iptables curl hyperfine)
+SYSTEM_PACKAGES=(podman runc debootstrap iptables curl hyperfine time)
 VENV=${HADEPLOY_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 

@@ -93,7 +93,7 @@ def render_text(doc: dict[str, Any]) -> Any:
         "\n", ("dns ", "dim"), f"{dns['record']} @ {dns['server']}:{dns['port']} → {answer}",
         *((("  ", ""), (dns["error"], "red")) if dns["error"] else ()),
     )
-    lines = [head]
+    lines: list[Any] = [head]
     for region in doc["regions"]:
         mark = ("● ", "bold green") if region["active"] else ("  ", "")
         health = ("healthy", "green") if region["healthy"] else (

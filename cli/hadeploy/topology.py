@@ -44,6 +44,7 @@ class RegionTopology:
     router_id: int
     storage: SharedStorage
     hosts: tuple[Host, ...] = field(default_factory=tuple)
+    prober: str | None = None  # URL of the in-region prober's /results (a vantage point)
 
     def of_kind(self, kind: str) -> list[Host]:
         return [h for h in self.hosts if h.kind == kind]

@@ -144,7 +144,8 @@ def get_json(host: str, path: str, port: int = 80) -> tuple[int, dict, dict]:
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"{}"), dict(resp.getheaders())
+        headers = {k.lower(): v for k, v in resp.getheaders()}  # haproxy lowercases names
+        return resp.status, json.loads(resp.read() or b"{}"), headers
     finally:
         conn.close()
 
@@ -231,7 +232,7 @@ def test_items_are_durable_and_shared_within_a_region(lab, vip, region):
         served_by.add(item["served_by"])
     assert served_by == {f"hd-{NAME}-{region}-app1", f"hd-{NAME}-{region}-app2"}
     status, root, headers = get_json(vip, "/")
-    assert root["region"] == region and "X-HADeploy-LB" in headers
+    assert root["region"] == region and "x-hadeploy-lb" in headers
 
 
 def test_killing_an_app_host_costs_no_request(lab, measurements):
