@@ -50,11 +50,12 @@ class PlaybookResult:
                 "failures": self.failures}
 
 
-def write_inventory(topo: Topology, dep: Deployment, state: Path) -> Path:
+def write_inventory(topo: Topology, dep: Deployment, state: Path,
+                    connection: dict[str, str] | None = None) -> Path:
     """Render ``<state>/inventory/`` (hosts.yml + the target's group_vars); return it."""
     inv = state / "inventory"
     inv.mkdir(parents=True, exist_ok=True)
-    (inv / "hosts.yml").write_text(inventory_text(topo, dep))
+    (inv / "hosts.yml").write_text(inventory_text(topo, dep, connection))
     src = paths.inventory_dir(topo.target) / "group_vars"
     dst = inv / "group_vars"
     if dst.exists():
@@ -63,7 +64,8 @@ def write_inventory(topo: Topology, dep: Deployment, state: Path) -> Path:
     return inv
 
 
-def region_fingerprints(topo: Topology, dep: Deployment, playbook: str) -> dict[str, str]:
+def region_fingerprints(topo: Topology, dep: Deployment, playbook: str,
+                        connection: dict[str, str] | None = None) -> dict[str, str]:
     """Per region, a hash of everything that decides its hosts' configuration: the roles,
     the playbooks, the target's group vars and the region's own inventory variables.
     Regions are converged independently: adding or repairing one never touches another.
@@ -76,7 +78,7 @@ def region_fingerprints(topo: Topology, dep: Deployment, playbook: str) -> dict[
                            and "__pycache__" not in p.parts):
             shared.update(str(path.relative_to(root)).encode())
             shared.update(path.read_bytes())
-    inv = render_inventory(topo, dep)["all"]
+    inv = render_inventory(topo, dep, connection)["all"]
     out = {}
     for region in topo.regions:
         hostvars = {h.name: inv["children"][h.kind]["hosts"][h.name] for h in region.hosts}
@@ -103,6 +105,11 @@ def _env() -> dict[str, str]:
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
         "ANSIBLE_LOCALHOST_WARNING": "False",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        # One SSH connection per host for the whole run, modules piped over it.
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=30s "
+                            "-o ServerAliveInterval=10 -o LogLevel=ERROR",
+        "ANSIBLE_TIMEOUT": "15",
     }
 
 

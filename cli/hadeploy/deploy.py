@@ -62,7 +62,7 @@ def up(dep: Deployment, state: StateDir, *, converge: bool = False, log: Log = p
        on_task: TaskCallback = lambda _t, _n: None) -> UpReport:
     require_target_available(dep)
     from hadeploy import configure
-    from hadeploy.targets.lab.driver import LabTarget
+    from hadeploy.targets.lab.driver import LabTarget, connection_vars
 
     start = time.monotonic()
     with state.lock("up"):
@@ -74,8 +74,9 @@ def up(dep: Deployment, state: StateDir, *, converge: bool = False, log: Log = p
         report = UpReport(dep.name, topo, prov.created, prov.started, prov.recreated,
                           prov.unmanaged_regions)
 
-        inventory = configure.write_inventory(topo, dep, state.path)
-        wanted = configure.region_fingerprints(topo, dep, "site.yml")
+        connection = connection_vars(state.path)
+        inventory = configure.write_inventory(topo, dep, state.path, connection)
+        wanted = configure.region_fingerprints(topo, dep, "site.yml", connection)
         reasons = _regions_to_configure(topo, dep, state, prov, wanted, converge)
         if reasons:
             report.configure_reason = "; ".join(f"{r}: {why}" for r, why in reasons.items())

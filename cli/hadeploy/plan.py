@@ -18,6 +18,7 @@ def compute(dep: Deployment, state: StateDir) -> dict[str, Any]:
         return doc
     from hadeploy import configure
     from hadeploy.targets.lab import image, podman
+    from hadeploy.targets.lab.driver import connection_vars
     from hadeploy.topology import lab_control_network, lab_dns_container, lab_topology
 
     topo = lab_topology(dep)
@@ -55,7 +56,9 @@ def compute(dep: Deployment, state: StateDir) -> dict[str, Any]:
     if extra:
         doc["notes"].append(f"not in the desired state, left alone by 'up': {', '.join(extra)}")
     done = configure.load_fingerprints(state.path)
-    for name, fingerprint in configure.region_fingerprints(topo, dep, "site.yml").items():
+    connection = connection_vars(state.path)
+    fingerprints = configure.region_fingerprints(topo, dep, "site.yml", connection)
+    for name, fingerprint in fingerprints.items():
         if done.get(name) != fingerprint:
             changes.append(f"configure region {name} with Ansible (its configuration "
                            "differs from the last converged one)")

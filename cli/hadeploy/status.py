@@ -74,6 +74,7 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
         "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "active_region": active[0] if len(active) == 1 else None,
         "healthy": all(r["healthy"] for r in regions) and len(active) == 1,
+        "degraded": any(not h["healthy"] for r in regions for h in r["hosts"]),
         "dns": dns_doc, "regions": regions,
     }
 

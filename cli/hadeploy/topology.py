@@ -131,7 +131,8 @@ def lab_gateway(subnet: str) -> str:
 
 # --- inventory: the one place that maps the topology onto the roles' variables ----------
 
-def render_inventory(topo: Topology, dep: Deployment) -> dict[str, Any]:
+def render_inventory(topo: Topology, dep: Deployment,
+                     connection: dict[str, str] | None = None) -> dict[str, Any]:
     """An Ansible YAML inventory: groups ``lb``, ``app`` and ``region_<name>``.
 
     Every role variable is set here, per host, from the topology; roles never compute
@@ -177,7 +178,7 @@ def render_inventory(topo: Topology, dep: Deployment) -> dict[str, Any]:
     children: dict[str, Any] = {name: {"hosts": hosts} for name, hosts in groups.items()}
     children.update(region_groups)
     return {"all": {"vars": {"hadeploy_deployment": topo.deployment,
-                             "hadeploy_target": topo.target},
+                             "hadeploy_target": topo.target, **(connection or {})},
                     "children": children}}
 
 
@@ -186,6 +187,7 @@ def _common_vars(topo: Topology, host: Host) -> dict[str, Any]:
             "hadeploy_address": host.address}
 
 
-def inventory_text(topo: Topology, dep: Deployment) -> str:
+def inventory_text(topo: Topology, dep: Deployment,
+                   connection: dict[str, str] | None = None) -> str:
     # JSON is valid YAML: deterministic and needs no YAML dumper.
-    return json.dumps(render_inventory(topo, dep), indent=2, sort_keys=True) + "\n"
+    return json.dumps(render_inventory(topo, dep, connection), indent=2, sort_keys=True) + "\n"

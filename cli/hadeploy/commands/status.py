@@ -17,7 +17,8 @@ def status(
 ) -> None:
     """Probe every host and region endpoint; ask the DNS server which region is active.
 
-    Exit code 0 when every region is healthy and DNS names exactly one region, 1 otherwise.
+    Exit code 0 when every region and host is healthy and DNS names exactly one region;
+    1 otherwise (an unhealthy region, or a region degraded by a down host).
     Example:  hadeploy status --json | jq .active_region
     """
     from hadeploy import status as st
@@ -37,5 +38,5 @@ def status(
         from rich.console import Console
 
         Console(highlight=False).print(st.render_text(doc))
-    if not doc["healthy"]:
+    if not doc["healthy"] or doc["degraded"]:
         raise typer.Exit(int(ExitCode.FAILED))

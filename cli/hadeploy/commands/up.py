@@ -56,7 +56,7 @@ def up(
         def on_task(task: str, n: int) -> None:
             progress.update(bar, description=f"ansible task {n}: {task}")
 
-        report = do_up(dep, state, log=log, on_task=on_task)
+        report = do_up(dep, state, converge=converge, log=log, on_task=on_task)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -90,8 +90,9 @@ def _summary(console: object, report: object) -> None:
                       f"in {report.seconds:.1f} s")
     else:
         hosts = sum(len(r.hosts) for r in report.topology.regions)
-        console.print(f"[green]up[/]: no changes ({hosts} hosts healthy, configuration "
-                      f"unchanged) in {report.seconds:.1f} s")
+        why = (f"Ansible reported changed=0 on {len(ans['hosts'])} hosts" if ans
+               else f"{hosts} hosts healthy, configuration unchanged")
+        console.print(f"[green]up[/]: no changes ({why}) in {report.seconds:.1f} s")
     for region in report.unmanaged_regions:
         console.print(f"[yellow]note[/]: region '{region}' exists but is not in the desired "
                       "state; left alone (remove it with 'hadeploy down' of the whole "

@@ -27,7 +27,7 @@ SUITE = "bookworm"
 PACKAGES = (
     "python3", "python3-apt", "iproute2", "procps", "haproxy", "keepalived", "curl",
     "ca-certificates", "rsync", "systemd", "systemd-sysv", "dbus", "iputils-ping",
-    "knot", "knot-dnsutils", "netcat-openbsd",
+    "knot", "knot-dnsutils", "netcat-openbsd", "openssh-server",
 )
 
 # Units that are installed by the packages but must only run where a role enables them,
@@ -41,8 +41,13 @@ MASKED_UNITS = (
 
 # haproxy's unit sandboxing needs CAP_SYS_ADMIN, which lab containers do not get.
 HAPROXY_DROPIN = "[Service]\nBindReadOnlyPaths=\nProtectSystem=false\nProtectHome=false\n"
+# Host keys are made per container at first boot, never baked into the shared image.
+SSH_DROPIN = ("[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
+              "ExecStartPre=/usr/sbin/sshd -t\n")
+SSHD_CONFIG = ("PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+               "KbdInteractiveAuthentication no\nUseDNS no\nMaxStartups 100:30:200\n")
 
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 
 
 def default_mirror() -> str:
@@ -65,6 +70,7 @@ def recipe(mirror: str | None = None) -> dict[str, object]:
         "version": RECIPE_VERSION, "suite": SUITE, "mirror": mirror or default_mirror(),
         "packages": sorted(PACKAGES), "disabled": list(DISABLED_UNITS),
         "masked": list(MASKED_UNITS), "haproxy_dropin": HAPROXY_DROPIN,
+        "ssh_dropin": SSH_DROPIN, "sshd_config": SSHD_CONFIG,
     }
 
 
@@ -90,6 +96,12 @@ def _chroot_fixups(root: Path) -> None:
     dropin = root / "etc/systemd/system/haproxy.service.d"
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "hadeploy-lab.conf").write_text(HAPROXY_DROPIN)
+    ssh_dropin = root / "etc/systemd/system/ssh.service.d"
+    ssh_dropin.mkdir(parents=True, exist_ok=True)
+    (ssh_dropin / "hadeploy-lab.conf").write_text(SSH_DROPIN)
+    (root / "etc/ssh/sshd_config.d/hadeploy-lab.conf").write_text(SSHD_CONFIG)
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
     wants = root / "etc/systemd/system/multi-user.target.wants"
     for unit in DISABLED_UNITS:
         (wants / unit).unlink(missing_ok=True)
