@@ -1,1 +1,0 @@
-"""The AWS target: Pulumi stacks per region plus a global DNS stack (see ``driver``)."""
