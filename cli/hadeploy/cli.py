@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from hadeploy.commands import down, init, plan, status, up
+from hadeploy.commands import down, failover, init, plan, status, up, watch
 from hadeploy.errors import ExitCode, HadeployError
 
 app = typer.Typer(
@@ -27,6 +27,9 @@ app.command(name="plan")(plan.plan)
 app.command(name="up")(up.up)
 app.command(name="status")(status.status)
 app.command(name="down")(down.down)
+app.command(name="failover")(failover.failover)
+app.command(name="failback")(failover.failback)
+app.command(name="watch")(watch.watch)
 
 
 def main() -> None:

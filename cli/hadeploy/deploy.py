@@ -26,6 +26,7 @@ class UpReport:
     created: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     recreated: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
     unmanaged_regions: list[str] = field(default_factory=list)
     configured: bool = False
     configure_reason: str = ""
@@ -36,13 +37,15 @@ class UpReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.started or self.recreated or self.dns_changed
+        return bool(self.created or self.started or self.recreated or self.stopped
+                    or self.dns_changed
                     or (self.ansible and self.ansible["changed"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"deployment": self.deployment, "changed": self.changed,
                 "created": self.created, "started": self.started,
-                "recreated": self.recreated, "unmanaged_regions": self.unmanaged_regions,
+                "recreated": self.recreated, "stopped": self.stopped,
+                "unmanaged_regions": self.unmanaged_regions,
                 "configured": self.configured, "configure_reason": self.configure_reason,
                 "ansible": self.ansible,
                 "dns": {"record": self.topology.dns.fqdn, "answer": self.dns_answer,
@@ -63,11 +66,13 @@ def up(dep: Deployment, state: StateDir, *, converge: bool = False, log: Log = p
     require_target_available(dep)
     from hadeploy import configure
     from hadeploy.targets.lab.driver import LabTarget, connection_vars
+    from hadeploy.topology import lab_topology
 
     start = time.monotonic()
     with state.lock("up"):
         state.save_deployment(dep)  # first, so that 'down' can clean up a failed 'up'
-        target = LabTarget(dep, state.path, log)
+        target = LabTarget(dep, state.path, log,
+                           topology=lab_topology(dep, **state.region_flags()))
         prov = target.provision()
         topo = prov.topology
         state.save_json("topology.json", topo.to_dict())
@@ -85,6 +90,9 @@ def up(dep: Deployment, state: StateDir, *, converge: bool = False, log: Log = p
                 f"({report.configure_reason})")
             limit = None if len(reasons) == len(topo.regions) else ",".join(
                 configure.region_group(r) for r in reasons)
+            # Standby hosts are configured like the others, then stopped again below.
+            report.started += [f"container {n}" for n in target.set_running(
+                [h for r in reasons for h in topo.region(r).hosts if h.standby], True)]
             result = configure.run_playbook(inventory, state.path, "site.yml", limit=limit,
                                             on_task=on_task)
             report.configured = True
@@ -97,6 +105,10 @@ def up(dep: Deployment, state: StateDir, *, converge: bool = False, log: Log = p
                     f"artifacts are in {state.path / 'ansible'}", code=ExitCode.FAILED)
             configure.save_fingerprints(state.path, {r: wanted[r] for r in reasons})
 
+        report.stopped = target.set_running(
+            [h for r in topo.regions for h in r.hosts if h.standby], False)
+        for name in report.stopped:
+            log(f"stopped standby host {name}")
         report.dns_answer, report.dns_changed = _ensure_dns_record(topo, dep, state, log)
         report.seconds = time.monotonic() - start
         state.append_audit({"operation": "up", "user": getpass.getuser(),
@@ -126,7 +138,7 @@ def _regions_to_configure(topo: Topology, dep: Deployment, state: StateDir, prov
     if rest:
         live = status.collect(topo, dep, state.path, container_states=container_states(dep.name))
         for region in live["regions"]:
-            sick = [h["name"] for h in region["hosts"] if not h["healthy"]]
+            sick = [h["name"] for h in region["hosts"] if not h["healthy"] and not h["standby"]]
             if region["name"] not in reasons and sick:
                 reasons[region["name"]] = f"unhealthy: {', '.join(sick)}"
     return reasons

@@ -21,7 +21,7 @@ def compute(dep: Deployment, state: StateDir) -> dict[str, Any]:
     from hadeploy.targets.lab.driver import connection_vars
     from hadeploy.topology import lab_control_network, lab_dns_container, lab_topology
 
-    topo = lab_topology(dep)
+    topo = lab_topology(dep, **state.region_flags())
     if shutil.which("podman") is None:
         doc["notes"].append("podman is not installed: every object would be created")
         existing: dict[str, Any] = {}

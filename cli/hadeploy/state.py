@@ -68,6 +68,21 @@ class StateDir:
         self.ensure()
         _atomic_write(self.path / name, json.dumps(doc, indent=2))
 
+    def region_flags(self) -> dict[str, frozenset[str]]:
+        """Region states recorded by failovers: ``promoted`` (standby scaled up) and
+        ``fenced`` (refusing writes). Keyword arguments for ``lab_topology``."""
+        try:
+            doc = json.loads((self.path / "regions.json").read_text())
+        except (OSError, ValueError):
+            doc = {}
+        return {"promoted": frozenset(doc.get("promoted", [])),
+                "fenced": frozenset(doc.get("fenced", []))}
+
+    def set_region_flag(self, flag: str, region: str, on: bool) -> None:
+        flags = {k: set(v) for k, v in self.region_flags().items()}
+        (flags[flag].add if on else flags[flag].discard)(region)
+        self.save_json("regions.json", {k: sorted(v) for k, v in flags.items()})
+
     def append_audit(self, record: dict[str, Any]) -> None:
         self.ensure()
         line = json.dumps(record, sort_keys=True)

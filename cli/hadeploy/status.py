@@ -49,14 +49,14 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
         dns_doc["error"] = exc.message
     active = [r.name for r in topo.regions if r.vip in dns_doc["answer"]]
 
-    regions = []
+    regions: list[dict[str, Any]] = []
     for region in topo.regions:
         vip = results[f"{region.url}{dep.app.health_path}"]
         hosts = []
         for h in region.hosts:
             r = results[host_url(h.kind, h.address, dep)]
             entry: dict[str, Any] = {"name": h.name, "address": h.address, "kind": h.kind,
-                                     "healthy": r.ok, "status": r.status,
+                                     "healthy": r.ok, "standby": h.standby, "status": r.status,
                                      "latency_ms": round(r.latency_ms, 1), "error": r.error}
             if container_states is not None:
                 entry["container"] = container_states.get(h.name, "missing")
@@ -65,6 +65,8 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
             "name": region.name, "role": region.role, "standby": region.standby,
             "active": region.name in active, "vip": region.vip, "url": region.url,
             "healthy": vip.ok, "lb_master": vip.headers.get(LB_HEADER),
+            "serving_expected": region.serving_expected, "fenced": region.fenced,
+            "promoted": region.promoted,
             "endpoint": {"status": vip.status, "latency_ms": round(vip.latency_ms, 1),
                          "error": vip.error},
             "hosts": hosts,
@@ -73,8 +75,10 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
         "schema_version": SCHEMA_VERSION, "deployment": topo.deployment, "target": topo.target,
         "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "active_region": active[0] if len(active) == 1 else None,
-        "healthy": all(r["healthy"] for r in regions) and len(active) == 1,
-        "degraded": any(not h["healthy"] for r in regions for h in r["hosts"]),
+        "healthy": all(r["healthy"] for r in regions if r["serving_expected"] or r["active"])
+        and len(active) == 1,
+        "degraded": any(not h["healthy"] and not (h["standby"] and h.get("container") != "running")
+                        for r in regions for h in r["hosts"]),
         "dns": dns_doc, "regions": regions,
     }
 
@@ -102,11 +106,14 @@ def render_text(doc: dict[str, Any]) -> Any:
         lines.append(Text.assemble(
             "\n", mark, (region["name"], "bold"), f"  {region['role']}, {region['standby']}  ",
             (region["url"], ""), "  ", health, ("  lb master ", "dim"),
-            region["lb_master"] or "-"))
+            region["lb_master"] or "-", ("  FENCED (refuses writes)", "yellow")
+            if region["fenced"] else ""))
         table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 4))
         for host in region["hosts"]:
             if host["healthy"]:
                 ok = Text("ok", "green")
+            elif host["standby"] and host.get("container") != "running":
+                ok = Text("standby (stopped)", "dim")
             else:
                 why = host.get("container") if host.get("container") not in (None, "running") \
                     else (host["error"] or host["status"] or "")

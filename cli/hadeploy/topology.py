@@ -24,6 +24,7 @@ class Host:
     address: str
     kind: str  # "lb" | "app"
     region: str
+    standby: bool = False  # kept stopped while its region is a warm/cold standby
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ class RegionTopology:
     storage: SharedStorage
     hosts: tuple[Host, ...] = field(default_factory=tuple)
     prober: str | None = None  # URL of the in-region prober's /results (a vantage point)
+    fenced: bool = False  # refuses writes: traffic was moved away by a failover
+    promoted: bool = False  # a warm/cold standby scaled up to full size by a failover
+
+    @property
+    def serving_expected(self) -> bool:
+        """A cold standby (all app hosts stopped on purpose) is not expected to serve."""
+        return any(not h.standby for h in self.of_kind("app"))
 
     def of_kind(self, kind: str) -> list[Host]:
         return [h for h in self.hosts if h.kind == kind]
@@ -102,23 +110,38 @@ def lab_volume_name(deployment: str, region: str) -> str:
     return f"hd-{deployment}-{region}-shared"
 
 
-def lab_topology(dep: Deployment) -> Topology:
-    """The lab's topology: gateway .1, VIP .10, load balancers .11/.12, app hosts .21+."""
+PROBER_PORT = 9100
+
+
+def running_app_hosts(hosts: int, standby: str) -> int:
+    """App hosts kept running: hot all, warm half (at least one), cold none."""
+    return {"hot": hosts, "warm": max(1, hosts // 2), "cold": 0}[standby]
+
+
+def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
+                 fenced: frozenset[str] = frozenset()) -> Topology:
+    """The lab's topology: gateway .1, prober .5, VIP .10, load balancers .11/.12, app
+    hosts .21+. ``promoted``/``fenced``: region states a failover recorded."""
     regions = []
     for index, region in enumerate(dep.regions):
         assert region.lab_subnet is not None  # validated for target lab
         net = ipaddress.IPv4Network(region.lab_subnet)
         base = net.network_address
+        running = region.hosts if region.name in promoted else running_app_hosts(
+            region.hosts, region.standby.value)
         hosts = [Host(lab_host_name(dep.name, region.name, f"lb{i + 1}"), str(base + 11 + i),
                       "lb", region.name) for i in range(len(LB_PRIORITIES))]
         hosts += [Host(lab_host_name(dep.name, region.name, f"app{i + 1}"), str(base + 21 + i),
-                       "app", region.name) for i in range(region.hosts)]
+                       "app", region.name, standby=i >= running)
+                  for i in range(region.hosts)]
         vip = str(base + 10)
+        prober = f"http://{base + 5}:{PROBER_PORT}/results" if len(dep.regions) > 1 else None
         regions.append(RegionTopology(
             name=region.name, role=region.role.value, standby=region.standby.value, vip=vip,
             url=f"http://{vip}", subnet=str(net), router_id=51 + index,
             storage=SharedStorage("volume", lab_volume_name(dep.name, region.name)),
-            hosts=tuple(hosts)))
+            hosts=tuple(hosts), prober=prober, fenced=region.name in fenced,
+            promoted=region.name in promoted))
     control = ipaddress.IPv4Network(dep.lab.control_subnet)
     dns = DnsEndpoint(str(control.network_address + 53), 53, dep.dns.zone, dep.dns.record,
                       dep.dns.ttl)
@@ -155,6 +178,7 @@ def render_inventory(topo: Topology, dep: Deployment,
                 "keepalived_vip_prefix": ipaddress.IPv4Network(region.subnet).prefixlen,
                 "keepalived_router_id": region.router_id,
                 "keepalived_priority": LB_PRIORITIES[index % len(LB_PRIORITIES)],
+                "haproxy_fenced": region.fenced,
             })
             groups["lb"][host.name] = hv
             members[host.name] = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["init", "plan", "up", "status", "down"]
+COMMANDS = ["init", "plan", "up", "status", "down", "failover", "failback", "watch"]
 
 
 def test_root_help(cli):
@@ -131,3 +131,21 @@ def test_help_does_not_import_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_failover_path_imports_no_provisioning_engine():
+    code = ("import sys; import hadeploy.failover, hadeploy.watch, hadeploy.quorum, "
+            "hadeploy.commands.failover, hadeploy.commands.watch, hadeploy.targets.lab.ops, "
+            "hadeploy.dns.rfc2136, hadeploy.status; "
+            "bad = [m for m in ('ansible_runner', 'ansible', 'pulumi', 'pulumi_aws') "
+            "if m in sys.modules]; print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
+
+
+def test_failover_of_unbuilt_deployment(cli, tmp_path: Path):
+    cli("init")
+    r = cli("failover", "--to", "west", "--yes")
+    assert r.rc == 2 and "has not been built" in r.err
+    _no_traceback(r)

@@ -30,7 +30,7 @@ def status(
         from hadeploy.targets.lab.driver import container_states
 
         states = container_states(dep.name)
-    doc = st.collect(lab_topology(dep), dep, state.path, timeout=timeout,
+    doc = st.collect(lab_topology(dep, **state.region_flags()), dep, state.path, timeout=timeout,
                      container_states=states)
     if json_out:
         typer.echo(st.dumps(doc))

@@ -25,17 +25,21 @@ from hadeploy.dns.rfc2136 import TsigKey
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.targets.lab import image, podman
 from hadeploy.topology import (
+    PROBER_PORT,
     Host,
+    RegionTopology,
     Topology,
     lab_control_network,
     lab_dns_container,
     lab_gateway,
+    lab_host_name,
     lab_network_name,
     lab_topology,
 )
 
 Log = Callable[[str], None]
 DNS_CONFIG_DIR = "/etc/hadeploy-dns"
+PROBER_SOURCE = Path(__file__).resolve().parents[2] / "prober.py"
 SPEC_LABEL = "io.hadeploy.spec"
 
 
@@ -127,9 +131,10 @@ def _write_private(path: Path, text: str) -> bool:
 
 
 class LabTarget:
-    def __init__(self, dep: Deployment, state: Path, log: Log = lambda _m: None) -> None:
+    def __init__(self, dep: Deployment, state: Path, log: Log = lambda _m: None, *,
+                 topology: Topology | None = None) -> None:
         self.dep, self.state, self.log = dep, state, log
-        self.topology = lab_topology(dep)
+        self.topology = topology or lab_topology(dep)
 
     # --- provisioning ---------------------------------------------------------------------
     def provision(self) -> ProvisionResult:
@@ -157,14 +162,33 @@ class LabTarget:
         specs = [(h, self._host_spec(h, image_ref)) for r in self.topology.regions
                  for h in r.hosts]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda hs: self._ensure_container(hs[0].name, hs[1], existing,
-                                                            result), specs))
+            list(pool.map(lambda hs: self._ensure_container(
+                hs[0].name, hs[1], existing, result, want_running=not hs[0].standby), specs))
+            list(pool.map(lambda r: self._ensure_prober(r, image_ref, existing, result),
+                          [r for r in self.topology.regions if r.prober]))
         self._ensure_firewall(result)
         fresh = set(result.created) | set(result.started) | set(result.recreated)
         booting = [h.name for h, _ in specs if f"container {h.name}" in fresh]
+        self.booted = set(booting)
         self._wait_booted(booting)
-        self._collect_host_keys([h for h, _ in specs], refresh=set(booting))
+        states = container_states(self.dep.name)
+        self._collect_host_keys([h for h, _ in specs if states.get(h.name) == "running"],
+                                refresh=set(booting))
         return result
+
+    def set_running(self, hosts: list[Host], running: bool) -> list[str]:
+        """Start (and wait for boot) or stop hosts; return the names that changed."""
+        states = container_states(self.dep.name)
+        todo = [h.name for h in hosts if (states.get(h.name) == "running") != running]
+        if not todo:
+            return []
+        if running:
+            podman.run(["start", *todo], timeout=120)
+            self._wait_booted(todo)
+            self._collect_host_keys([h for h in hosts if h.name in todo], refresh=set(todo))
+        else:
+            podman.run(["stop", "-t", "5", *todo], timeout=120)
+        return todo
 
     def _ensure_ssh_key(self, result: ProvisionResult) -> None:
         key = ssh_key_path(self.state)
@@ -235,15 +259,40 @@ class LabTarget:
             args += ["-v", f"{region.storage.source}:{region.storage.path}"]
         return [*args, image_ref, "/lib/systemd/systemd"]
 
+    def _ensure_prober(self, region: RegionTopology, image_ref: str,
+                       existing: dict[str, dict[str, object]], result: ProvisionResult) -> None:
+        """The region's vantage point: probes every *other* region's endpoint."""
+        others = {r.name: f"{r.url}{self.dep.app.health_path}" for r in self.topology.regions
+                  if r.name != region.name}
+        conf = json.dumps({"vantage": f"probe@{region.name}", "targets": others,
+                           "interval": self.dep.failover.probe_interval,
+                           "timeout": self.dep.failover.probe_timeout, "port": PROBER_PORT},
+                          sort_keys=True)
+        path = self.state / "probers" / f"{region.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(conf)
+        assert region.prober is not None
+        address = region.prober.split("//")[1].split(":")[0]
+        name = lab_host_name(self.dep.name, region.name, "probe")
+        spec = [*self._labels(region.name, "probe"),
+                "--label", f"io.hadeploy.config={hashlib.sha256(conf.encode()).hexdigest()[:12]}",
+                "--hostname", name, "--network", lab_network_name(self.dep.name, region.name),
+                "--ip", address, "--mac-address", stable_mac(address), "--init",
+                "-v", f"{PROBER_SOURCE}:/opt/hadeploy/prober.py:ro",
+                "-v", f"{path}:/etc/hadeploy-prober.json:ro",
+                image_ref, "python3", "/opt/hadeploy/prober.py", "--config",
+                "/etc/hadeploy-prober.json"]
+        self._ensure_container(name, spec, existing, result)
+
     def _ensure_container(self, name: str, spec: list[str], existing: dict[str, dict[str, object]],
-                          result: ProvisionResult) -> None:
+                          result: ProvisionResult, *, want_running: bool = True) -> None:
         spec_hash = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
         current = existing.get(name)
         if current is not None:
             labels = current.get("Labels") or {}
             assert isinstance(labels, dict)
             if labels.get(SPEC_LABEL) == spec_hash:
-                if current.get("State") != "running":
+                if current.get("State") != "running" and want_running:
                     podman.run(["start", name])
                     result.started.append(f"container {name}")
                 return

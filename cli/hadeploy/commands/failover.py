@@ -1,0 +1,109 @@
+"""``hadeploy failover`` and ``hadeploy failback``: move traffic between regions by DNS."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from hadeploy.commands._common import (
+    ConfigOpt,
+    DeploymentOpt,
+    JsonOpt,
+    StateDirOpt,
+    YesOpt,
+    resolve,
+    stderr_console,
+)
+from hadeploy.errors import ExitCode, HadeployError
+
+ReasonOpt = typer.Option("", "--reason", help="Why (recorded in the audit log).")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+ForceOpt = typer.Option(False, "--force",
+                        help="Skip ONLY the target-health guard (recorded in the audit log).")
+
+
+def failover(
+    to: str = typer.Option(..., "--to", help="Region to move traffic to."),
+    reason: str = ReasonOpt,
+    dry_run: bool = DryRunOpt,
+    yes: YesOpt = False,
+    force: bool = ForceOpt,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Move the app's DNS name to another region, safely.
+
+    Prepares a warm/cold target, checks it is healthy by quorum, fences the old primary
+    (it refuses writes), changes DNS in one atomic update and verifies the answer on the
+    authoritative server. Safe to re-run: a killed run resumes. Asks on a terminal unless
+    --yes; never asks when stdin is not a terminal.
+
+    Example:  hadeploy failover --to west --reason "east AZ outage" --yes --json
+    """
+    _run(to, reason or "manual failover", dry_run, yes, force, json_out, config, deployment,
+         state_dir, "failover")
+
+
+def failback(
+    reason: str = ReasonOpt,
+    dry_run: bool = DryRunOpt,
+    yes: YesOpt = False,
+    force: bool = ForceOpt,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Move traffic back to the configured primary region (same safety as failover).
+
+    Example:  hadeploy failback --reason "east repaired" --yes
+    """
+    dep, _state = resolve(config, None, deployment, state_dir)
+    _run(dep.primary.name, reason or "manual failback", dry_run, yes, force, json_out, config,
+         deployment, state_dir, "failback")
+
+
+def _run(to: str, reason: str, dry_run: bool, yes: bool, force: bool, json_out: bool,
+         config: Any, deployment: str | None, state_dir: Any, operation: str) -> None:
+    from hadeploy import failover as fo
+    from hadeploy.deploy import require_target_available
+    from hadeploy.status import dns_provider
+    from hadeploy.targets.lab.ops import LabRegionOps
+    from hadeploy.topology import lab_topology
+
+    dep, state = resolve(config, None, deployment, state_dir)
+    require_target_available(dep)
+    if not state.exists:
+        raise HadeployError(f"deployment '{dep.name}' has not been built",
+                            hint="run 'hadeploy up' first", code=ExitCode.BAD_INPUT)
+    console = stderr_console()
+    topo = lab_topology(dep, **state.region_flags())
+
+    def confirm(question: str) -> None:
+        if yes or not sys.stdin.isatty():
+            return
+        if not typer.confirm(question, default=False, err=True):
+            raise HadeployError("aborted; nothing was changed", code=ExitCode.ABORTED)
+
+    try:
+        out = fo.failover(dep, topo, state, dns_provider(topo, state.path),
+                          LabRegionOps(dep, state, topo), to=to, reason=reason, force=force,
+                          dry_run=dry_run, confirm=confirm,
+                          log=lambda m: console.print(f"[dim]·[/] {m}"), operation=operation)
+    except HadeployError as exc:
+        if json_out:
+            typer.echo(json.dumps({"result": "refused" if exc.code is ExitCode.REFUSED
+                                   else "failed", "to": to, "error": exc.message,
+                                   "exit_code": int(exc.code)}, indent=2))
+        raise
+    if json_out:
+        typer.echo(json.dumps(out.to_dict(), indent=2))
+    else:
+        phases = ", ".join(f"{k} {v:.2f}s" for k, v in out.phases.items())
+        console.print(f"[green]{operation}[/]: {out.result} — {out.from_region or '-'} → "
+                      f"{out.to_region} ({phases})")

@@ -1,0 +1,64 @@
+"""``hadeploy watch``: the automatic failover loop, in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import typer
+
+from hadeploy.commands._common import ConfigOpt, DeploymentOpt, StateDirOpt, resolve, stderr_console
+from hadeploy.errors import ExitCode, HadeployError
+
+
+def watch(
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+    max_seconds: float | None = typer.Option(
+        None, "--max-seconds", help="Stop after this long (drills, tests); default: forever."),
+) -> None:
+    """Probe every region continuously and fail over when the active one is down by quorum.
+
+    Runs in the foreground (a systemd unit or a pipeline job); exits cleanly on SIGTERM or
+    Ctrl-C. Honours the failover policy: threshold, quorum, hold-down, min_interval between
+    failovers; fails back only if auto_failback is true. Every decision goes to the audit
+    log, every probe to the history database.
+
+    Example:  hadeploy watch --config hadeploy.yaml
+    """
+    from hadeploy import failover as fo
+    from hadeploy.deploy import require_target_available
+    from hadeploy.status import dns_provider
+    from hadeploy.targets.lab.ops import LabRegionOps
+    from hadeploy.topology import Topology, lab_topology
+    from hadeploy.watch import Watcher
+
+    dep, state = resolve(config, None, deployment, state_dir)
+    require_target_available(dep)
+    if not state.exists:
+        raise HadeployError(f"deployment '{dep.name}' has not been built",
+                            hint="run 'hadeploy up' first", code=ExitCode.BAD_INPUT)
+    console = stderr_console()
+
+    def topology() -> Topology:
+        return lab_topology(dep, **state.region_flags())
+
+    def read_active(topo: Topology) -> str | None:
+        answer = dns_provider(topo, state.path).read(topo.dns.record)
+        return fo.active_region(topo, answer)
+
+    def do_failover(to: str, reason: str) -> Any:
+        topo = topology()
+        return fo.failover(dep, topo, state, dns_provider(topo, state.path),
+                           LabRegionOps(dep, state, topo), to=to, reason=reason,
+                           log=lambda m: console.print(f"[dim]·[/] {m}"))
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watcher = Watcher(dep, state, topology, do_failover, read_active,
+                      log=lambda m: console.print(f"watch: {m}"))
+    stats = watcher.run(stop, max_seconds)
+    console.print(f"watch: stopped ({stats.rounds} rounds, {len(stats.failovers)} failovers)")

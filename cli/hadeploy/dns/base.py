@@ -1,0 +1,16 @@
+"""The one small interface every DNS provider implements (rfc2136, route53)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class DnsProvider(Protocol):
+    def read(self, record: str) -> list[str]:
+        """What the authoritative servers answer for ``record`` now ([] if nothing)."""
+
+    def replace(self, record: str, ttl: int, addresses: list[str]) -> None:
+        """Replace the record's answer in one atomic change; never with an empty answer."""
+
+    def wait_visible(self, record: str, addresses: list[str], timeout: float = 10.0) -> float:
+        """Wait until the authoritative servers serve ``addresses``; seconds waited."""

@@ -1,0 +1,96 @@
+"""Probe history: every probe result, from every vantage point, in SQLite.
+
+``<state>/history.sqlite`` keeps one row per probe. ``status`` shows recent history per
+region; drills and benchmarks read it to measure detection times. Old rows are pruned
+(default: 7 days) so a long-running ``watch`` stays small.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RETENTION_SECONDS = 7 * 24 * 3600
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS probes (
+    ts REAL NOT NULL,            -- unix time of the probe
+    vantage TEXT NOT NULL,       -- 'cli' (the machine running hadeploy) or 'probe@<region>'
+    region TEXT NOT NULL,        -- the region whose endpoint was probed
+    ok INTEGER NOT NULL,         -- 1 healthy, 0 not
+    status INTEGER,              -- HTTP status, NULL if no answer
+    latency_ms REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS probes_region_ts ON probes(region, ts);
+"""
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    ts: float
+    vantage: str
+    region: str
+    ok: bool
+    status: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=5, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._last_prune = 0.0
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add(self, rows: Iterable[ProbeRow]) -> None:
+        data = [(r.ts, r.vantage, r.region, int(r.ok), r.status, r.latency_ms, r.error)
+                for r in rows]
+        if not data:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO probes VALUES (?, ?, ?, ?, ?, ?, ?)", data)
+        now = time.time()
+        if now - self._last_prune > 3600:
+            self._last_prune = now
+            self.db.execute("DELETE FROM probes WHERE ts < ?", (now - RETENTION_SECONDS,))
+
+    def recent(self, region: str, limit: int = 20) -> list[ProbeRow]:
+        cur = self.db.execute(
+            "SELECT ts, vantage, region, ok, status, latency_ms, error FROM probes "
+            "WHERE region = ? ORDER BY ts DESC LIMIT ?", (region, limit))
+        return [ProbeRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in cur]
+
+    def summary(self, region: str, window: float = 300.0) -> dict[str, Any]:
+        """Availability and probe counts over the last ``window`` seconds, per vantage."""
+        since = time.time() - window
+        cur = self.db.execute(
+            "SELECT vantage, COUNT(*), SUM(ok), MAX(ts), AVG(latency_ms) FROM probes "
+            "WHERE region = ? AND ts >= ? GROUP BY vantage ORDER BY vantage", (region, since))
+        vantages = {}
+        for vantage, count, ok, last, latency in cur:
+            vantages[vantage] = {"probes": count, "ok": int(ok or 0),
+                                 "availability": round((ok or 0) / count, 4) if count else None,
+                                 "last_at": last,
+                                 "avg_latency_ms": round(latency, 1) if latency else None}
+        last = self.recent(region, 10)
+        return {"window_seconds": window, "vantages": vantages,
+                "last": [{"ts": r.ts, "vantage": r.vantage, "ok": r.ok, "status": r.status,
+                          "error": r.error} for r in last]}
+
+
+def history_path(state: Path) -> Path:
+    return state / "history.sqlite"

@@ -1,0 +1,192 @@
+"""``hadeploy watch``: probe continuously, fail over when the active region is down by
+quorum, never flap, never fail back unless the policy says so.
+
+It depends only on the DNS data plane and the probes (this machine + the probers in the
+other regions): a region whose hosts, load balancers and APIs are all gone is exactly the
+case it handles. Every decision — not every probe — goes to the audit log; every probe
+goes to the history database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hadeploy.config import Deployment, Standby
+from hadeploy.errors import ExitCode, HadeployError
+from hadeploy.history import History, ProbeRow, history_path
+from hadeploy.quorum import Assessment, HoldDown, LocalVantage, assess
+from hadeploy.state import StateDir
+from hadeploy.topology import Topology
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class WatchStats:
+    rounds: int = 0
+    failovers: list[dict[str, Any]] = field(default_factory=list)
+    decisions: int = 0
+
+
+def last_failover_at(state: StateDir) -> float:
+    """Unix time of the last completed failover/failback (from the audit log), or 0."""
+    path = state.path / "audit.jsonl"
+    last = 0.0
+    if not path.exists():
+        return last
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("operation") in {"failover", "failback"} and rec.get("result") == "done":
+            last = max(last, float(rec.get("finished_at") or 0.0))
+    return last
+
+
+class Watcher:
+    def __init__(self, dep: Deployment, state: StateDir,
+                 topology: Callable[[], Topology], do_failover: Callable[[str, str], Any],
+                 read_active: Callable[[Topology], str | None], log: Log) -> None:
+        self.dep, self.state, self.log = dep, state, log
+        self.policy = dep.failover
+        self.topology, self.do_failover, self.read_active = topology, do_failover, read_active
+        self.local = LocalVantage()
+        self.hold = HoldDown(self.policy.hold_down)
+        self.down: dict[str, bool] = {}
+        self.episode_noted: set[str] = set()
+        self.last_failover = last_failover_at(state)
+        self.stats = WatchStats()
+
+    def decide(self, reason: str, **fields: Any) -> None:
+        self.stats.decisions += 1
+        self.log(reason)
+        self.state.append_audit({"operation": "watch", "decision": reason,
+                                 "user": getpass.getuser(), "host": socket.gethostname(),
+                                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 "ts": time.time(), **fields})
+
+    def round(self, history: History) -> None:
+        from hadeploy.failover import region_votes
+
+        topo = self.topology()
+        votes, _ = region_votes(topo, self.dep, local=self.local)
+        history.add(ProbeRow(v.at, v.vantage, v.region, v.ok, v.status, v.latency_ms, v.error)
+                    for v in votes)
+        now = time.time()
+        verdicts = {r.name: assess(r.name, votes, self.policy) for r in topo.regions}
+        for name, a in verdicts.items():
+            self.hold.update(a, now)
+            if a.down != self.down.get(name, False):
+                self.down[name] = a.down
+                state = "down" if a.down else "up"
+                self.decide(f"region {name} is {state} by quorum "
+                            f"({a.down_votes} down / {a.responding} vantage points)",
+                            region=name, state=state, votes=a.to_dict()["votes"])
+                if not a.down:
+                    self.episode_noted.discard(name)
+        self.stats.rounds += 1
+        try:
+            active = self.read_active(topo)
+        except HadeployError as exc:
+            if "dns" not in self.episode_noted:
+                self.episode_noted.add("dns")
+                self.decide(f"cannot read the DNS answer: {exc.message}")
+            return
+        self.episode_noted.discard("dns")
+        if active is None:
+            return
+        if verdicts[active].down:
+            self._maybe_fail_over(topo, active, verdicts, now)
+        elif (self.policy.auto_failback and active != self.dep.primary.name
+              and self.hold.back(self.dep.primary.name, now)
+              and now - self.last_failover >= self.policy.min_interval):
+            self._fail_over(self.dep.primary.name,
+                            f"watch: auto failback, {self.dep.primary.name} healthy for "
+                            f"{self.policy.hold_down:.0f} s")
+
+    def _maybe_fail_over(self, topo: Topology, active: str, verdicts: dict[str, Assessment],
+                         now: float) -> None:
+        wait = self.policy.min_interval - (now - self.last_failover)
+        if wait > 0:
+            if active not in self.episode_noted:
+                self.episode_noted.add(active)
+                self.decide(f"{active} is down but the last failover was less than "
+                            f"{self.policy.min_interval:.0f} s ago: holding for {wait:.0f} s",
+                            region=active, action="hold")
+            return
+        order = {Standby.HOT: 0, Standby.WARM: 1, Standby.COLD: 2}
+        candidates = sorted(
+            (r for r in self.dep.regions if r.name != active and verdicts[r.name].healthy
+             and not verdicts[r.name].down),
+            key=lambda r: (order[r.standby], self.dep.regions.index(r)))
+        if not candidates:
+            cold = [r.name for r in self.dep.regions if r.name != active
+                    and r.standby is not Standby.HOT and not verdicts[r.name].down]
+            if cold:  # a cold/warm region cannot answer health checks before it is started
+                self._fail_over(cold[0], f"watch: {active} down by quorum; starting "
+                                f"standby {cold[0]}")
+            elif active not in self.episode_noted:
+                self.episode_noted.add(active)
+                self.decide(f"{active} is down and no other region is healthy: DNS left as "
+                            "it is", region=active, action="none")
+            return
+        target = candidates[0].name
+        self._fail_over(target, f"watch: {active} down by quorum "
+                        f"({verdicts[active].down_votes}/{verdicts[active].responding} "
+                        f"vantage points)")
+
+    def _fail_over(self, target: str, reason: str) -> None:
+        self.decide(f"failing over to {target}: {reason}", action="failover", to=target)
+        try:
+            out = self.do_failover(target, reason)
+        except HadeployError as exc:
+            self.decide(f"failover to {target} did not happen: {exc.message}",
+                        action="failover-failed", to=target)
+            return
+        self.last_failover = time.time()
+        self.stats.failovers.append(out.to_dict() if hasattr(out, "to_dict") else {})
+
+    def run(self, stop: threading.Event, max_seconds: float | None = None) -> WatchStats:
+        lock = self._single_instance()
+        history = History(history_path(self.state.path))
+        self.decide(f"watch started (probe every {self.policy.probe_interval} s, threshold "
+                    f"{self.policy.failure_threshold}, quorum {self.policy.quorum}, "
+                    f"min interval {self.policy.min_interval:.0f} s, auto failback "
+                    f"{self.policy.auto_failback})")
+        started = time.monotonic()
+        next_at = time.monotonic()
+        try:
+            while not stop.is_set():
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
+                self.round(history)
+                next_at += self.policy.probe_interval
+                stop.wait(max(0.0, next_at - time.monotonic()))
+        finally:
+            history.close()
+            self.decide(f"watch stopped after {self.stats.rounds} rounds, "
+                        f"{len(self.stats.failovers)} failover(s)")
+            os.close(lock)
+        return self.stats
+
+    def _single_instance(self) -> int:
+        self.state.ensure()
+        fd = os.open(self.state.path / "watch.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise HadeployError(f"another 'hadeploy watch' is running for '{self.dep.name}'",
+                                hint="run one watcher per deployment", code=ExitCode.LOCKED
+                                ) from None
+        return fd
