@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-echo "[test] ruff" >&2; ruff check cli tests benchmarks
+echo "[test] ruff" >&2; ruff check cli tests benchmarks stacks
 echo "[test] mypy" >&2; mypy
 echo "[test] ansible-lint" >&2; ansible-lint -q roles playbooks
 echo "[test] pytest" >&2

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hadeploy.errors import ExitCode, HadeployError
+from hadeploy.infra.settings import AwsSettings
 
 DEFAULT_CONFIG = "hadeploy.yaml"
 NAME_RE = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$"
@@ -150,6 +151,7 @@ class Deployment(_Model):
     app: AppConfig = AppConfig()
     failover: FailoverPolicy = FailoverPolicy()
     lab: LabConfig = LabConfig()
+    aws: AwsSettings | None = None  # target aws only (account, certificates, backups, ...)
 
     @model_validator(mode="after")
     def _check(self) -> Deployment:

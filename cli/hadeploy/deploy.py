@@ -53,12 +53,42 @@ class UpReport:
                 "seconds": round(self.seconds, 1)}
 
 
-def require_target_available(dep: Deployment) -> None:
+def require_target_available(dep: Deployment, command: str = "this command") -> None:
+    """The aws target provisions (up, plan, down); operating it is not wired yet."""
     if dep.target is Target.AWS:
         raise HadeployError(
-            "the 'aws' target is not available yet in this version of hadeploy",
-            hint="use 'target: lab' for now; the AWS target (Pulumi stacks per region and a "
-            "global Route 53 stack) is tracked as issue 4", code=ExitCode.NOT_AVAILABLE)
+            f"{command} is not available for the 'aws' target yet",
+            hint="on AWS, hadeploy builds and destroys the stacks (up, plan, down); status, "
+            "failover and watch run on the lab target for now (docs/aws.md)",
+            code=ExitCode.NOT_AVAILABLE)
+
+
+def aws_target(dep: Deployment, log: Log) -> Any:
+    from hadeploy.targets.aws.driver import AwsTarget, list_hosts_boto3
+
+    return AwsTarget(dep, log=log, host_lister=list_hosts_boto3)
+
+
+def up_aws(dep: Deployment, state: StateDir, *, yes: bool, log: Log,
+           confirm: Callable[[str], None]) -> dict[str, Any]:
+    """Preview, confirm (unless --yes), then the regional stacks and the global stack."""
+    target = aws_target(dep, log)
+    with state.lock("up"):
+        preview = target.preview()
+        preview.raise_for_failures()
+        for stack in preview.stacks:
+            log(f"preview {stack.stack}: {stack.changes}")
+        if not yes:
+            confirm(f"Apply these changes to {len(preview.stacks)} stack(s)?")
+        report = target.up()
+        report.raise_for_failures()
+        state.save_deployment(dep)
+        if report.topology is not None:
+            state.save_json("topology.json", report.topology.to_dict())
+        state.append_audit({"operation": "up", "target": "aws", "user": getpass.getuser(),
+                            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "stacks": [s.stack for s in report.stacks]})
+        return dict(report.to_dict())
 
 
 def up(dep: Deployment, state: StateDir, *, converge: bool = False, log: Log = print,
@@ -169,7 +199,12 @@ def down(dep: Deployment, state: StateDir, *, log: Log = print) -> list[str]:
     from hadeploy.targets.lab.driver import destroy
 
     with state.lock("down"):
-        removed = destroy(dep.name, log)
+        if dep.target is Target.AWS:
+            report = aws_target(dep, log).destroy()
+            report.raise_for_failures()
+            removed = [f"stack {s.stack}" for s in report.stacks]
+        else:
+            removed = destroy(dep.name, log)
         state.clear()
         state.append_audit({"operation": "down", "user": getpass.getuser(),
                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

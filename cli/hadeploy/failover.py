@@ -193,8 +193,15 @@ def _run_phases(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvid
     out.phases["prepare"] = time.monotonic() - t
 
     t = time.monotonic()
-    votes, _ = region_votes(topo, dep)
-    verdict: Assessment = assess(target.name, votes, dep.failover)
+    # A region that was just started or unfenced needs a few probe intervals before every
+    # vantage point has seen it healthy; give them that long, not more.
+    patience = max(3 * dep.failover.probe_interval, 2.0)
+    while True:
+        votes, _ = region_votes(topo, dep)
+        verdict: Assessment = assess(target.name, votes, dep.failover)
+        if verdict.healthy or time.monotonic() - t > patience:
+            break
+        time.sleep(min(0.25, dep.failover.probe_interval))
     out.health = verdict.to_dict()
     out.phases["health"] = time.monotonic() - t
     if not verdict.healthy:

@@ -14,7 +14,13 @@ def compute(dep: Deployment, state: StateDir) -> dict[str, Any]:
                            "regions": [r.name for r in dep.regions],
                            "primary": dep.primary.name, "changes": [], "notes": []}
     if dep.target is Target.AWS:
-        doc["notes"].append("target aws: not available yet (issue 4); 'up' would refuse")
+        from hadeploy.deploy import aws_target
+
+        report = aws_target(dep, lambda _m: None).preview()
+        report.raise_for_failures()
+        doc["changes"] = [f"{s.stack}: {s.changes}" for s in report.stacks
+                          if any(k != "same" and v for k, v in (s.changes or {}).items())]
+        doc["notes"] += report.notes
         return doc
     from hadeploy import configure
     from hadeploy.targets.lab import image, podman

@@ -168,7 +168,7 @@ def test_up_builds_two_regions(lab, measurements):
     assert doc["ansible"]["failures"] == [] and len(doc["ansible"]["hosts"]) == 8
     assert doc["dns"]["answer"] == [EAST_VIP]
     objs = lab_objects()
-    assert len(objs["containers"]) == 9  # 2 x (2 lb + 2 app) + dns
+    assert len(objs["containers"]) == 11  # 2 x (2 lb + 2 app + prober) + dns
     assert len(objs["networks"]) == 3 and len(objs["volumes"]) == 2 and objs["rules"]
 
 
@@ -300,7 +300,10 @@ def test_adding_a_region_adds_only_that_region(lab):
     plan = lab.json("plan")
     assert plan["changes"] and all("north" in c for c in plan["changes"]), plan
     doc = lab.json("up")
-    assert doc["recreated"] == [] and doc["started"] == []
+    # the other regions' probers are recreated to probe north too; nothing else is touched
+    assert sorted(doc["recreated"]) == [f"container hd-{NAME}-east-probe",
+                                        f"container hd-{NAME}-west-probe"]
+    assert doc["started"] == []
     created = [c for c in doc["created"] if not c.endswith("firewall rule(s)")]
     assert created and all("north" in c for c in created), created
     assert set(doc["ansible"]["hosts"]) == {f"hd-{NAME}-north-{h}" for h in ("lb1", "lb2",

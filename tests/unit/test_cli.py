@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -86,16 +85,49 @@ def test_regions_subset_must_keep_primary(cli, tmp_path: Path):
     assert r.rc == 2 and "south" in r.err
 
 
-def test_aws_target_not_available_yet(cli, tmp_path: Path):
+AWS_SECTION = """
+aws:
+  account_id: "123456789012"
+  certificate_arns:
+    east: arn:aws:acm:us-east-1:123456789012:certificate/abc-1
+    west: arn:aws:acm:eu-west-1:123456789012:certificate/abc-2
+"""
+
+
+def _aws_config(cli, tmp_path: Path, with_section: bool) -> Path:
     cfg = tmp_path / "hadeploy.yaml"
-    cli("init", str(cfg))
-    cfg.write_text(cfg.read_text().replace("target: lab", "target: aws"))
-    r = cli("up", "--config", str(cfg))
-    assert r.rc == 7, r.err
-    assert "not available yet" in r.err
+    cli("init", str(cfg), "--force")
+    text = cfg.read_text().replace("target: lab", "target: aws")
+    text = text.replace("# aws_region: us-east-1", "aws_region: us-east-1")
+    text = text.replace("# aws_region: eu-west-1", "aws_region: eu-west-1")
+    cfg.write_text(text + (AWS_SECTION if with_section else ""))
+    return cfg
+
+
+def test_aws_target_needs_its_aws_section(cli, tmp_path: Path):
+    cfg = _aws_config(cli, tmp_path, with_section=False)
+    r = cli("up", "--config", str(cfg), "--yes")
+    assert r.rc == 2, r.err
+    assert "aws" in r.err and "fix:" in r.err
     _no_traceback(r)
-    r = cli("plan", "--config", str(cfg), "--json")
-    assert r.rc == 0 and json.loads(r.out)["target"] == "aws"
+
+
+def test_aws_target_without_pulumi_cli_is_a_clear_environment_error(cli, tmp_path: Path):
+    cfg = _aws_config(cli, tmp_path, with_section=True)
+    for cmd in (["up", "--yes"], ["plan"], ["down", "--yes"]):
+        r = cli(*cmd, "--config", str(cfg), env={"PATH": "/usr/bin:/bin"})
+        assert r.rc == 6, (cmd, r.rc, r.err)
+        assert "pulumi" in r.err.lower() and "fix:" in r.err
+        _no_traceback(r)
+
+
+def test_status_and_failover_on_aws_are_not_available_yet(cli, tmp_path: Path):
+    cfg = _aws_config(cli, tmp_path, with_section=True)
+    for cmd in (["status"], ["failover", "--to", "west", "--yes"], ["watch"]):
+        r = cli(*cmd, "--config", str(cfg))
+        assert r.rc == 7, (cmd, r.rc, r.err)
+        assert "not available for the 'aws' target" in r.err
+        _no_traceback(r)
 
 
 def test_init_writes_valid_example_and_refuses_overwrite(cli, tmp_path: Path):

@@ -31,10 +31,8 @@ def down(
     in the state directory is kept. Example:  hadeploy down --yes
     """
     from hadeploy.deploy import down as do_down
-    from hadeploy.deploy import require_target_available
 
     dep, state = resolve(config, None, deployment, state_dir)
-    require_target_available(dep)
     confirm(f"Remove deployment '{dep.name}' ({len(dep.regions)} regions) and its data?", yes)
     console = stderr_console()
     removed = do_down(dep, state, log=lambda m: console.print(f"[dim]·[/] {m}"))

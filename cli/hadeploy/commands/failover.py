@@ -77,7 +77,7 @@ def _run(to: str, reason: str, dry_run: bool, yes: bool, force: bool, json_out: 
     from hadeploy.topology import lab_topology
 
     dep, state = resolve(config, None, deployment, state_dir)
-    require_target_available(dep)
+    require_target_available(dep, f"hadeploy {operation}")
     if not state.exists:
         raise HadeployError(f"deployment '{dep.name}' has not been built",
                             hint="run 'hadeploy up' first", code=ExitCode.BAD_INPUT)

@@ -22,9 +22,11 @@ def status(
     Example:  hadeploy status --json | jq .active_region
     """
     from hadeploy import status as st
+    from hadeploy.deploy import require_target_available
     from hadeploy.topology import lab_topology
 
     dep, state = resolve(config, None, deployment, state_dir)
+    require_target_available(dep, "hadeploy status")
     states = None
     if dep.target.value == "lab":
         from hadeploy.targets.lab.driver import container_states

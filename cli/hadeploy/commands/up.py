@@ -12,6 +12,8 @@ from hadeploy.commands._common import (
     JsonOpt,
     QuietOpt,
     StateDirOpt,
+    YesOpt,
+    confirm,
     resolve,
     stderr_console,
 )
@@ -26,6 +28,7 @@ def up(
     state_dir: StateDirOpt = None,
     converge: bool = typer.Option(
         False, "--converge", help="Run Ansible even when nothing seems to have changed."),
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -35,6 +38,9 @@ def up(
     a host is unhealthy), and points the app's DNS name at the primary region if it points
     nowhere yet. Never moves traffic that a failover moved.
 
+    On the aws target: a Pulumi preview of every stack first, then confirmation on a
+    terminal unless --yes (non-interactive runs need --yes), like 'pulumi up'.
+
     Example:  hadeploy up --regions east,west
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -43,8 +49,16 @@ def up(
     from hadeploy.deploy import up as do_up
 
     dep, state = resolve(config, regions, deployment, state_dir, for_up=True)
-    require_target_available(dep)
     console = stderr_console(quiet)
+    if dep.target.value == "aws":
+        from hadeploy.deploy import up_aws
+
+        doc = up_aws(dep, state, yes=yes, log=lambda m: console.print(f"[dim]·[/] {m}"),
+                     confirm=lambda q: confirm(q, yes))
+        typer.echo(json.dumps(doc, indent=2)) if json_out else console.print(
+            f"[green]up[/]: {len(doc['stacks'])} stack(s) up to date")
+        return
+    require_target_available(dep)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True, disable=quiet) as progress:
         bar = progress.add_task(f"up {dep.name}", total=None)

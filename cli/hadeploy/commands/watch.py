@@ -36,7 +36,7 @@ def watch(
     from hadeploy.watch import Watcher
 
     dep, state = resolve(config, None, deployment, state_dir)
-    require_target_available(dep)
+    require_target_available(dep, "hadeploy watch")
     if not state.exists:
         raise HadeployError(f"deployment '{dep.name}' has not been built",
                             hint="run 'hadeploy up' first", code=ExitCode.BAD_INPUT)

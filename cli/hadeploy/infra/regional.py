@@ -1,0 +1,136 @@
+"""The regional program: one region's whole stack, independent of every other region.
+
+Every resource uses the region's explicit ``aws.Provider`` (inherited through the
+components). Values about the peer region are plain strings from configuration or from the
+driver's stack config (``hadeploy:peerReady``, ``hadeploy:peerEfsId``) — never stack
+references — so a region builds, and is destroyed, while its peer is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi  # noqa: TID253 - hadeploy.infra is only imported by the AWS target
+import pulumi_aws as aws  # noqa: TID253
+
+from hadeploy.config import Deployment
+from hadeploy.infra.backups import Backups, BackupsArgs
+from hadeploy.infra.cluster import AppCluster, AppClusterArgs
+from hadeploy.infra.network import Network, NetworkArgs
+from hadeploy.infra.settings import (
+    CONFIG_NAMESPACE,
+    TAG_HOSTS,
+    AwsSettings,
+    RegionPlan,
+    load_stack_config,
+    plan_region,
+    settings_of,
+)
+from hadeploy.infra.storage import EfsReplicationArgs, SharedStorage, SharedStorageArgs
+
+
+@dataclass(frozen=True)
+class RegionalInputs:
+    """What the program reads from stack config rather than from hadeploy.yaml."""
+
+    app_secret: pulumi.Input[str]
+    peer_ready: bool = False  # the peer's bucket exists: S3 replication can target it
+    peer_efs_id: str | None = None  # the peer's file system: the writer replicates into it
+
+
+def read_inputs() -> RegionalInputs:
+    cfg = pulumi.Config(CONFIG_NAMESPACE)
+    return RegionalInputs(app_secret=cfg.require_secret("appSecret"),
+                          peer_ready=cfg.get_bool("peerReady") or False,
+                          peer_efs_id=cfg.get("peerEfsId") or None)
+
+
+def deployment_from_stack_config() -> tuple[Deployment, AwsSettings]:
+    """For the plain ``pulumi`` CLI: ``hadeploy:deployment`` (hadeploy.yaml as an object)
+    or ``hadeploy:configFile`` (a path to hadeploy.yaml, relative to the project)."""
+    cfg = pulumi.Config(CONFIG_NAMESPACE)
+    raw = cfg.get_object("deployment")
+    if raw is None:
+        import yaml
+
+        path = Path(cfg.require("configFile"))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ValueError("hadeploy:deployment must be a mapping (hadeploy.yaml as an object)")
+    return load_stack_config(raw)
+
+
+def regional_program(deployment: Deployment, region_name: str,
+                     settings: AwsSettings | None = None) -> None:
+    """The Pulumi program of stack ``<deployment>-<region_name>``."""
+    plan = plan_region(deployment, settings or settings_of(deployment), region_name)
+    for key, value in build_region(plan, read_inputs()).items():
+        pulumi.export(key, value)
+
+
+def region_provider(plan: RegionPlan) -> aws.Provider:
+    return aws.Provider(
+        f"aws-{plan.aws_region}", region=plan.aws_region, allowed_account_ids=[plan.account_id],
+        default_tags=aws.ProviderDefaultTagsArgs(tags=plan.tags))
+
+
+def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
+    provider = region_provider(plan)
+    in_region = pulumi.ResourceOptions(providers=[provider])
+    network = Network("net", NetworkArgs(cidr=plan.vpc_cidr, az_count=plan.az_count),
+                      opts=in_region)
+    secret = aws.ssm.Parameter(
+        "app-secret", name=f"/hadeploy/{plan.deployment}/{plan.name}/app-secret",
+        type="SecureString", value=inputs.app_secret,
+        description="hadeploy application secret (read by the hosts over SSM)",
+        opts=pulumi.ResourceOptions(provider=provider))
+    cluster = AppCluster("app", AppClusterArgs(
+        vpc_id=network.vpc.id, vpc_cidr=plan.vpc_cidr,
+        public_subnet_ids=network.public_subnet_ids,
+        private_subnet_ids=network.private_subnet_ids, aws_region=plan.aws_region,
+        partition=plan.partition, app_port=plan.app_port, health_path=plan.health_path,
+        certificate_arn=plan.certificate_arn, instance_type=plan.instance_type, ami=plan.ami,
+        root_device=plan.root_device, min_size=plan.min_size, desired=plan.desired,
+        max_size=plan.max_size, host_tag=plan.host_tag, standby=plan.standby,
+        health_interval=plan.health_interval, unhealthy_threshold=plan.unhealthy_threshold,
+        secret_parameter_arn=secret.arn, deletion_protection=plan.deletion_protection),
+        opts=in_region)
+    replicate = None
+    if plan.writer and plan.efs_replication and plan.peer and inputs.peer_efs_id:
+        replicate = EfsReplicationArgs(plan.peer.aws_region, inputs.peer_efs_id)
+    storage = SharedStorage("shared", SharedStorageArgs(
+        vpc_id=network.vpc.id, subnet_ids=network.private_subnet_ids,
+        host_security_group_id=cluster.host_security_group.id, backup_tag=plan.host_tag,
+        replicate_to=replicate, replica_target=plan.replica_target), opts=in_region)
+    backups = Backups("backup", BackupsArgs(
+        vault_name=plan.vault_name, schedule=plan.backup_schedule,
+        retention_days=plan.retention_days, backup_tag=plan.host_tag,
+        bucket_name=plan.bucket_name, partition=plan.partition,
+        copy_vault_arn=plan.copy_vault_arn, copy_retention_days=plan.copy_retention_days,
+        replicate_to_bucket_arn=(plan.peer.bucket_arn if plan.peer and plan.s3_replication
+                                 and inputs.peer_ready else None)), opts=in_region)
+    return {
+        "region": plan.name,
+        "aws_region": plan.aws_region,
+        "role": plan.role,
+        "standby": plan.standby,
+        "vpc_id": network.vpc.id,
+        "vpc_cidr": plan.vpc_cidr,
+        "azs": network.az_names,
+        "alb_dns_name": cluster.alb.dns_name,
+        "alb_zone_id": cluster.alb.zone_id,
+        "target_group_arn": cluster.target_group.arn,
+        "asg_name": cluster.asg.name,
+        "host_tag": {"key": TAG_HOSTS, "value": plan.host_tag},
+        "efs_id": storage.file_system.id,
+        "efs_dns_name": storage.file_system.dns_name,
+        "efs_access_point_id": storage.access_point.id,
+        "efs_replicating_to": replicate.aws_region if replicate else None,
+        "backup_vault_arn": backups.vault.arn,
+        "artifacts_bucket_arn": backups.bucket.arn,
+        "artifacts_replicating_to": (plan.peer.bucket_arn if backups.replication is not None
+                                     and plan.peer else None),
+        "app_secret_parameter": secret.name,
+    }

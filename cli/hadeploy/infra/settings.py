@@ -1,0 +1,421 @@
+"""The ``aws:`` section of ``hadeploy.yaml`` and everything the AWS target derives from it.
+
+Pure Python (pydantic only): the CLI can validate an AWS deployment, and the driver can
+plan its stacks, without importing pulumi. The Pulumi programs receive a
+:class:`RegionPlan` / :class:`GlobalPlan`; every name and ARN that crosses a region
+boundary (the peer's backup vault, the peer's artifacts bucket) is computed here from
+configuration as a plain string, so that regional stacks never reference each other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hadeploy.errors import ExitCode, HadeployError
+
+if TYPE_CHECKING:  # hadeploy.config imports AwsSettings from here: no import cycle at runtime
+    from hadeploy.config import Deployment, RegionConfig
+
+REGIONAL_PROJECT = "hadeploy-regional"
+GLOBAL_PROJECT = "hadeploy-global"
+CONFIG_NAMESPACE = "hadeploy"
+# Debian 12 (the lab's distribution, so the same roles apply), published by Debian in SSM.
+DEBIAN_AMI = "resolve:ssm:/aws/service/debian/release/bookworm/latest/amd64"
+# Route 53 health checkers live in these regions only.
+ROUTE53_CHECKER_REGIONS = frozenset({
+    "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
+    "ap-northeast-1", "sa-east-1"})
+TAG_DEPLOYMENT = "hadeploy:deployment"
+TAG_REGION = "hadeploy:region"
+TAG_HOSTS = "hadeploy:hosts"  # on app instances: "<deployment>-<region>" (Ansible inventory)
+TAG_STANDBY = "hadeploy:standby"
+TAG_TIER = "hadeploy:tier"  # "alb" | "app" | "storage" on security groups
+TAG_BACKUP = "hadeploy:backup"  # AWS Backup selects what carries "<deployment>-<region>"
+CERT_ARN_RE = r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):(\d{12}):certificate/[A-Za-z0-9-]+$"
+VAULT_ARN_RE = r"^arn:aws[a-z-]*:backup:([a-z0-9-]+):(\d{12}):backup-vault:[A-Za-z0-9_.-]+$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsBackup(_Model):
+    schedule: str = "cron(0 3 * * ? *)"  # AWS Backup cron, UTC
+    retention_days: Annotated[int, Field(ge=1, le=36500)] = 35
+    copy_retention_days: Annotated[int | None, Field(ge=1, le=36500)] = None
+    # Per region: copy into this vault instead of the peer region's hadeploy vault.
+    copy_vault_arns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        if not re.match(r"^(cron|rate)\(.+\)$", v):
+            raise ValueError(f"'{v}' is not an AWS schedule expression such as "
+                             "'cron(0 3 * * ? *)'")
+        return v
+
+    @field_validator("copy_vault_arns")
+    @classmethod
+    def _vaults(cls, v: dict[str, str]) -> dict[str, str]:
+        for region, arn in v.items():
+            if not re.match(VAULT_ARN_RE, arn):
+                raise ValueError(f"copy_vault_arns.{region}: '{arn}' is not a backup vault "
+                                 "ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>)")
+        return v
+
+
+class AwsSettings(_Model):
+    """What only the AWS target needs. Region keys are hadeploy region names."""
+
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
+    certificate_arns: dict[str, str] = Field(default_factory=dict)
+    instance_type: str = "t3.small"
+    ami: str = DEBIAN_AMI
+    root_device: str = "/dev/xvda"
+    az_count: Annotated[int, Field(ge=2, le=6)] = 3
+    vpc_cidrs: dict[str, str] = Field(default_factory=dict)
+    mode: Literal["active-passive", "active-weighted"] = "active-passive"
+    zone_id: Annotated[str | None, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] = None
+    peers: dict[str, str] = Field(default_factory=dict)
+    backup: AwsBackup = AwsBackup()
+    health_checker_regions: Annotated[list[str], Field(min_length=3)] = Field(
+        default_factory=lambda: ["us-east-1", "eu-west-1", "ap-southeast-1"])
+    efs_replication: bool = True
+    s3_replication: bool = True
+    bucket_prefix: str | None = None
+    deletion_protection: bool = False
+    pulumi_org: str = "organization"  # self-managed backends; your org on Pulumi Cloud
+    backend_url: str | None = None  # e.g. s3://my-state-bucket; default: `pulumi login`
+    secrets_provider: str | None = None  # e.g. awskms://alias/hadeploy; default: backend's
+    parallel: Annotated[int, Field(ge=1, le=20)] = 4  # regional stacks updated at once
+
+    @field_validator("certificate_arns")
+    @classmethod
+    def _certs(cls, v: dict[str, str]) -> dict[str, str]:
+        for region, arn in v.items():
+            if not re.match(CERT_ARN_RE, arn):
+                raise ValueError(f"certificate_arns.{region}: '{arn}' is not an ACM "
+                                 "certificate ARN (arn:aws:acm:<region>:<account>:"
+                                 "certificate/<id>)")
+        return v
+
+    @field_validator("vpc_cidrs")
+    @classmethod
+    def _cidrs(cls, v: dict[str, str]) -> dict[str, str]:
+        for region, cidr in v.items():
+            net = ipaddress.IPv4Network(cidr, strict=True)
+            if not 16 <= net.prefixlen <= 20 or not net.is_private:
+                raise ValueError(f"vpc_cidrs.{region}: '{cidr}' must be a private /16../20")
+        return v
+
+    @field_validator("health_checker_regions")
+    @classmethod
+    def _checkers(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if r not in ROUTE53_CHECKER_REGIONS]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not Route 53 health checker regions "
+                             f"(use {', '.join(sorted(ROUTE53_CHECKER_REGIONS))})")
+        return v
+
+
+# --- derived plan (what the programs build) ---------------------------------------------
+
+@dataclass(frozen=True)
+class PeerPlan:
+    name: str
+    aws_region: str
+    vault_arn: str
+    bucket_arn: str
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    deployment: str
+    name: str
+    aws_region: str
+    partition: str
+    account_id: str
+    role: str
+    standby: str
+    hosts: int
+    min_size: int
+    desired: int
+    max_size: int
+    vpc_cidr: str
+    az_count: int
+    certificate_arn: str
+    instance_type: str
+    ami: str
+    root_device: str
+    vault_name: str
+    bucket_name: str
+    copy_vault_arn: str | None  # backup copy destination (another region)
+    peer: PeerPlan | None
+    writer: bool  # the primary: its EFS replicates into its peer's
+    replica_target: bool  # its EFS receives the primary's replication
+    efs_replication: bool
+    s3_replication: bool
+    backup_schedule: str
+    retention_days: int
+    copy_retention_days: int
+    app_port: int
+    health_path: str
+    health_interval: int
+    unhealthy_threshold: int
+    deletion_protection: bool
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.deployment}-{self.name}"
+
+    @property
+    def host_tag(self) -> str:
+        return f"{self.deployment}-{self.name}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {TAG_DEPLOYMENT: self.deployment, TAG_REGION: self.name,
+                "hadeploy:managed-by": "pulumi"}
+
+
+@dataclass(frozen=True)
+class DnsTargetPlan:
+    region: str
+    role: str
+    stack_ref: str  # fully qualified "<org>/hadeploy-regional/<deployment>-<region>"
+
+
+@dataclass(frozen=True)
+class GlobalPlan:
+    deployment: str
+    zone: str
+    record: str
+    zone_id: str | None
+    mode: str
+    targets: tuple[DnsTargetPlan, ...]  # primary first, then secondaries in config order
+    health_path: str
+    request_interval: int
+    failure_threshold: int
+    checker_regions: tuple[str, ...]
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.deployment}-global"
+
+
+def settings_of(dep: Deployment, raw: Any = None) -> AwsSettings:
+    """The deployment's ``aws:`` section (``Deployment.aws`` once that field exists)."""
+    value = raw if raw is not None else getattr(dep, "aws", None)
+    if isinstance(value, AwsSettings):
+        return value
+    if value is None:
+        raise HadeployError("target 'aws' needs an 'aws:' section in hadeploy.yaml",
+                            hint="add at least 'aws: {account_id: \"123456789012\", "
+                            "certificate_arns: {<region>: <ACM ARN>}}' (docs/aws.md)",
+                            code=ExitCode.BAD_INPUT)
+    try:
+        return AwsSettings.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise HadeployError(f"aws.{where}: {first['msg'].removeprefix('Value error, ')}",
+                            hint="see docs/aws.md for the 'aws:' section",
+                            code=ExitCode.BAD_INPUT) from None
+
+
+def load_stack_config(raw: Mapping[str, Any]) -> tuple[Deployment, AwsSettings]:
+    """Parse the ``hadeploy:deployment`` stack config (hadeploy.yaml as an object).
+
+    Works whether or not ``Deployment`` has an ``aws`` field yet.
+    """
+    from hadeploy.config import Deployment
+
+    data = dict(raw)
+    if "aws" in Deployment.model_fields:
+        dep = Deployment.model_validate(data)
+        return dep, settings_of(dep)
+    aws_raw = data.pop("aws", None)
+    dep = Deployment.model_validate(data)
+    return dep, settings_of(dep, aws_raw)
+
+
+def partition_of(aws_region: str) -> str:
+    if aws_region.startswith("cn-"):
+        return "aws-cn"
+    if aws_region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def asg_sizing(region: RegionConfig) -> tuple[int, int, int]:
+    """(min, desired, max): hot = hosts; warm = half running; cold = none running."""
+    if region.standby.value == "hot":
+        return region.hosts, region.hosts, region.hosts
+    if region.standby.value == "warm":
+        warm = max(1, region.hosts // 2)
+        return warm, warm, region.hosts
+    return 0, 0, region.hosts
+
+
+def health_check_interval(probe_interval: float) -> int:
+    """Route 53 accepts 10 (fast) or 30 seconds."""
+    return 10 if probe_interval <= 10 else 30
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def vault_name(deployment: str, region: str) -> str:
+    return f"hd-{deployment}-{region}"
+
+
+def bucket_name(deployment: str, settings: AwsSettings, region: str) -> str:
+    prefix = settings.bucket_prefix or f"hd-{deployment}-{settings.account_id}"
+    return f"{prefix}-{region}"
+
+
+def default_peer(dep: Deployment, region: RegionConfig) -> RegionConfig | None:
+    """Primary ↔ first secondary; every other secondary → the primary."""
+    secondaries = [r for r in dep.regions if r.role.value == "secondary"]
+    if region.role.value == "primary":
+        return secondaries[0] if secondaries else None
+    return dep.primary
+
+
+def peer_of(dep: Deployment, settings: AwsSettings, region: RegionConfig) -> RegionConfig | None:
+    name = settings.peers.get(region.name)
+    return dep.region(name) if name else default_peer(dep, region)
+
+
+def _aws_region(region: RegionConfig) -> str:
+    assert region.aws_region is not None  # check_deployment() guarantees it
+    return region.aws_region
+
+
+def plan_region(dep: Deployment, settings: AwsSettings, name: str) -> RegionPlan:
+    region = dep.region(name)
+    index = dep.regions.index(region)
+    aws_region = _aws_region(region)
+    partition = partition_of(aws_region)
+    lo, desired, hi = asg_sizing(region)
+    peer_cfg = peer_of(dep, settings, region)
+    peer = None
+    if peer_cfg is not None:
+        peer_aws = _aws_region(peer_cfg)
+        peer_bucket = bucket_name(dep.name, settings, peer_cfg.name)
+        peer = PeerPlan(
+            name=peer_cfg.name, aws_region=peer_aws,
+            vault_arn=(f"arn:{partition}:backup:{peer_aws}:{settings.account_id}:"
+                       f"backup-vault:{vault_name(dep.name, peer_cfg.name)}"),
+            bucket_arn=f"arn:{partition}:s3:::{peer_bucket}")
+    copy_vault = settings.backup.copy_vault_arns.get(name) or (peer.vault_arn if peer else None)
+    primary_peer = peer_of(dep, settings, dep.primary)
+    return RegionPlan(
+        deployment=dep.name, name=name, aws_region=aws_region, partition=partition,
+        account_id=settings.account_id, role=region.role.value, standby=region.standby.value,
+        hosts=region.hosts, min_size=lo, desired=desired, max_size=hi,
+        vpc_cidr=settings.vpc_cidrs.get(name, f"10.{100 + index}.0.0/16"),
+        az_count=settings.az_count, certificate_arn=settings.certificate_arns.get(name, ""),
+        instance_type=settings.instance_type, ami=settings.ami,
+        root_device=settings.root_device, vault_name=vault_name(dep.name, name),
+        bucket_name=bucket_name(dep.name, settings, name), copy_vault_arn=copy_vault,
+        peer=peer, writer=region.role.value == "primary",
+        replica_target=(settings.efs_replication and primary_peer is not None
+                        and primary_peer.name == name),
+        efs_replication=settings.efs_replication, s3_replication=settings.s3_replication,
+        backup_schedule=settings.backup.schedule,
+        retention_days=settings.backup.retention_days,
+        copy_retention_days=settings.backup.copy_retention_days or settings.backup.retention_days,
+        app_port=dep.app.port, health_path=dep.app.health_path,
+        health_interval=clamp(round(dep.failover.probe_interval), 5, 300),
+        unhealthy_threshold=clamp(dep.failover.failure_threshold, 2, 10),
+        deletion_protection=settings.deletion_protection)
+
+
+def stack_ref(settings: AwsSettings, deployment: str, region: str) -> str:
+    return f"{settings.pulumi_org}/{REGIONAL_PROJECT}/{deployment}-{region}"
+
+
+def plan_global(dep: Deployment, settings: AwsSettings,
+                regions: list[str] | None = None) -> GlobalPlan:
+    """The global DNS stack over ``regions`` (default: all), the primary first."""
+    wanted = set(regions) if regions is not None else {r.name for r in dep.regions}
+    ordered = [dep.primary] + [r for r in dep.regions if r.role.value == "secondary"]
+    targets = tuple(DnsTargetPlan(r.name, r.role.value, stack_ref(settings, dep.name, r.name))
+                    for r in ordered if r.name in wanted)
+    return GlobalPlan(
+        deployment=dep.name, zone=dep.dns.zone, record=dep.dns.record,
+        zone_id=settings.zone_id, mode=settings.mode, targets=targets,
+        health_path=dep.app.health_path,
+        request_interval=health_check_interval(dep.failover.probe_interval),
+        failure_threshold=clamp(dep.failover.failure_threshold, 1, 10),
+        checker_regions=tuple(settings.health_checker_regions))
+
+
+def check_deployment(dep: Deployment, settings: AwsSettings) -> None:
+    """What the AWS target needs beyond the Deployment model; one error per first problem."""
+    problems: list[tuple[str, str, str]] = []
+    seen_aws: dict[str, str] = {}
+    for i, region in enumerate(dep.regions):
+        where = f"regions[{i}]"
+        if region.aws_region is None:
+            problems.append((f"{where}.aws_region", "is missing",
+                             f"give region '{region.name}' an AWS region such as 'us-east-1'"))
+            continue
+        if region.aws_region in seen_aws:
+            problems.append((f"{where}.aws_region",
+                             f"'{region.aws_region}' is also region "
+                             f"'{seen_aws[region.aws_region]}'",
+                             "put every hadeploy region in its own AWS region (that is what "
+                             "makes them independent)"))
+        seen_aws[region.aws_region] = region.name
+        if region.standby.value == "hot" and region.hosts < 2:
+            problems.append((f"{where}.hosts", f"hot region '{region.name}' has 1 host",
+                             "a hot region needs at least 2 hosts on AWS (one per AZ "
+                             "survives an AZ outage)"))
+        cert = settings.certificate_arns.get(region.name)
+        if cert is None:
+            problems.append((f"aws.certificate_arns.{region.name}", "is missing",
+                             f"add the ARN of an ACM certificate for {dep.dns.record}."
+                             f"{dep.dns.zone} issued in {region.aws_region}"))
+        else:
+            match = re.match(CERT_ARN_RE, cert)
+            if match and match.group(1) != region.aws_region:
+                problems.append((f"aws.certificate_arns.{region.name}",
+                                 f"the certificate is in {match.group(1)}, the region's ALB "
+                                 f"in {region.aws_region}",
+                                 "ACM certificates are regional: use one issued in the "
+                                 "ALB's region"))
+    names = {r.name for r in dep.regions}
+    for key in ("certificate_arns", "vpc_cidrs", "peers"):
+        for region_name in getattr(settings, key):
+            if region_name not in names:
+                problems.append((f"aws.{key}.{region_name}", "names no region",
+                                 f"use one of: {', '.join(sorted(names))}"))
+    for region_name, peer in settings.peers.items():
+        if peer not in names or peer == region_name:
+            problems.append((f"aws.peers.{region_name}", f"'{peer}' is not another region",
+                             f"use one of: {', '.join(sorted(names - {region_name}))}"))
+    nets = [ipaddress.IPv4Network(settings.vpc_cidrs.get(r.name, f"10.{100 + i}.0.0/16"))
+            for i, r in enumerate(dep.regions)]
+    for i, net in enumerate(nets):
+        if any(net.overlaps(other) for other in nets[:i]):
+            problems.append((f"aws.vpc_cidrs.{dep.regions[i].name}", f"{net} overlaps another "
+                             "region's VPC", "give every region its own VPC range"))
+    for region in dep.regions:
+        bucket = bucket_name(dep.name, settings, region.name)
+        if len(bucket) > 63:
+            problems.append(("aws.bucket_prefix", f"bucket name '{bucket}' is longer than 63",
+                             "set a shorter aws.bucket_prefix"))
+    if problems:
+        loc, msg, hint = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise HadeployError(f"hadeploy.yaml: {loc}: {msg}{more}", hint=hint,
+                            code=ExitCode.BAD_INPUT)

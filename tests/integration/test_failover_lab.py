@@ -1,0 +1,293 @@
+"""Region failover on the real lab: watch, quorum probes, fencing, TSIG updates to knotd.
+
+Deployment "hdfo" (subnets 10.94.x): east (primary, hot), west (hot), north (cold: its
+app host is configured, then stopped). Tests run in file order on one deployment.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HADEPLOY, run_cli
+from tests.integration.test_lab import podman
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+NAME = "hdfo"
+ZONE = "hdfo.test"
+DNS_SERVER = "10.94.0.53"
+VIP = {"east": "10.94.1.10", "west": "10.94.2.10", "north": "10.94.3.10"}
+CONFIG = f"""\
+name: {NAME}
+dns: {{zone: {ZONE}, record: app, ttl: 2}}
+regions:
+  - {{name: east, role: primary, hosts: 1, lab_subnet: 10.94.1.0/24}}
+  - {{name: west, role: secondary, hosts: 1, lab_subnet: 10.94.2.0/24}}
+  - {{name: north, role: secondary, hosts: 1, standby: cold, lab_subnet: 10.94.3.0/24}}
+failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 2,
+           hold_down: 5, min_interval: 0}}
+lab: {{control_subnet: 10.94.0.0/24}}
+"""
+
+
+class Ctx:
+    def __init__(self, work: Path) -> None:
+        self.work, self.state = work, work / "state"
+        self.env = {"HADEPLOY_STATE_DIR": str(self.state)}
+
+    def cli(self, *args: str, timeout: float = 600):
+        return run_cli(*args, cwd=self.work, env=self.env, timeout=timeout)
+
+    def json(self, *args: str) -> dict:
+        r = self.cli(*args, "--json")
+        assert r.rc == 0, f"hadeploy {' '.join(args)} failed ({r.rc}):\n{r.err}"
+        return json.loads(r.out)
+
+    def audit(self) -> list[dict]:
+        path = self.state / NAME / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def watch(self, seconds: float) -> subprocess.Popen[str]:
+        return subprocess.Popen([*HADEPLOY, "watch", "--max-seconds", str(seconds)],
+                                cwd=self.work, env={**os.environ, **self.env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def answer() -> list[str]:
+    import dns.message
+    import dns.query
+
+    resp = dns.query.udp(dns.message.make_query(f"app.{ZONE}.", "A"), DNS_SERVER, timeout=1)
+    return sorted(a.address for rr in resp.answer for a in rr)
+
+
+@pytest.fixture(scope="module")
+def fo(tmp_path_factory) -> Ctx:
+    from hadeploy.targets.lab.driver import destroy
+
+    destroy(NAME)
+    work = tmp_path_factory.mktemp("fo")
+    (work / "hadeploy.yaml").write_text(CONFIG)
+    ctx = Ctx(work)
+    doc = ctx.json("up")
+    assert doc["dns"]["answer"] == [VIP["east"]]
+    assert doc["stopped"] == [f"hd-{NAME}-north-app1"], "a cold standby is stopped after setup"
+    yield ctx
+    destroy(NAME)
+
+
+def test_cold_standby_is_reported_as_standby(fo):
+    r = fo.cli("status", "--json")
+    doc = json.loads(r.out)
+    assert r.rc == 0 and doc["healthy"] and not doc["degraded"], doc
+    north = next(x for x in doc["regions"] if x["name"] == "north")
+    assert north["serving_expected"] is False and north["healthy"] is False
+    app = next(h for h in north["hosts"] if h["kind"] == "app")
+    assert app["standby"] is True and app["container"] == "exited"
+
+
+def test_only_signed_updates_with_the_right_key_are_accepted(fo):
+    import dns.query
+    import dns.rcode
+    import dns.tsig
+    import dns.tsigkeyring
+    import dns.update
+
+    unsigned = dns.update.UpdateMessage(f"{ZONE}.")
+    unsigned.replace("app", 2, "A", VIP["west"])
+    assert dns.query.tcp(unsigned, DNS_SERVER, timeout=2).rcode() == dns.rcode.NOTAUTH
+    key = json.loads((fo.state / NAME / "dns" / "tsig.json").read_text())
+    wrong = dns.update.UpdateMessage(
+        f"{ZONE}.", keyring=dns.tsigkeyring.from_text({key["name"]: "c2VjcmV0c2VjcmV0c2VjcmV0"}),
+        keyname=key["name"], keyalgorithm=dns.tsig.HMAC_SHA256)
+    wrong.replace("app", 2, "A", VIP["west"])
+    with pytest.raises(dns.tsig.PeerBadSignature):
+        dns.query.tcp(wrong, DNS_SERVER, timeout=2)
+    assert answer() == [VIP["east"]]
+
+
+def test_a_blink_shorter_than_the_threshold_changes_nothing(fo):
+    lbs = [f"hd-{NAME}-east-lb1", f"hd-{NAME}-east-lb2"]
+    watch = fo.watch(9)
+    time.sleep(3)
+    podman("pause", *lbs)
+    time.sleep(1.2)
+    podman("unpause", *lbs)
+    _out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0, err
+    assert answer() == [VIP["east"]]
+    assert not [a for a in fo.audit() if a.get("operation") == "failover"], err
+
+
+class ResolvingClient:
+    """Resolves app.<zone> at the lab's DNS server for every request (no cache), then GETs
+    the address: what a client with a TTL-honouring resolver sees, without the wait."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[float, str | None]] = []  # (time, region served or None)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            region = None
+            try:
+                addr = answer()[0]
+                conn = http.client.HTTPConnection(addr, 80, timeout=0.5)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                if resp.status == 200:
+                    region = json.loads(resp.read())["region"]
+                conn.close()
+            except Exception:
+                region = None
+            self.log.append((time.monotonic(), region))
+            time.sleep(0.05)
+
+
+def test_region_down_watch_fails_over_and_clients_follow(fo, measurements):
+    watch = fo.watch(40)
+    client = ResolvingClient()
+    client.thread.start()
+    time.sleep(3)
+    east = podman("ps", "-q", "--filter", "label=io.hadeploy.region=east",
+                  "--filter", f"label=io.hadeploy.deployment={NAME}").stdout.split()
+    killed_at = time.monotonic()
+    podman("kill", *east)  # every container of the region: LBs, app host, its prober
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        recent = [r for t, r in client.log if t > killed_at][-10:]
+        if len(recent) == 10 and all(r == "west" for r in recent):
+            break
+        time.sleep(0.2)
+    client.stop.set()
+    client.thread.join(5)
+    watch.send_signal(signal.SIGTERM)
+    _out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0, f"watch must exit cleanly on SIGTERM:\n{err}"
+    assert answer() == [VIP["west"]]
+    after = [(t - killed_at, r) for t, r in client.log if t > killed_at]
+    first_west = next(t for t, r in after if r == "west")
+    failed = sum(1 for t, r in after if r is None and t <= first_west)
+    measurements["region down → client served by the other region (s)"] = round(first_west, 2)
+    measurements["failed client requests during that window"] = failed
+    records = fo.audit()
+    decisions = [a["decision"] for a in records if a.get("operation") == "watch"]
+    assert any(d.startswith("region east is down by quorum") for d in decisions), decisions
+    done = [a for a in records if a.get("operation") == "failover" and a["result"] == "done"]
+    assert len(done) == 1 and done[0]["from"] == "east" and done[0]["to"] == "west"
+    assert "unreachable" in " ".join(done[0]["actions"])  # east's LBs are gone
+    assert decisions[-1].startswith("watch stopped")
+    hist = sqlite_rows(fo.state / NAME / "history.sqlite")
+    assert hist["east"]["failures"] >= 3 and hist["east"]["vantages"] >= 2
+
+
+def sqlite_rows(path: Path) -> dict[str, dict[str, int]]:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    out = {}
+    for region, fails, vantages in db.execute(
+            "SELECT region, SUM(1 - ok), COUNT(DISTINCT vantage) FROM probes GROUP BY region"):
+        out[region] = {"failures": fails, "vantages": vantages}
+    db.close()
+    return out
+
+
+def test_up_after_a_failover_does_not_move_traffic_back(fo):
+    doc = fo.json("up")  # restarts east's containers and reconfigures east
+    assert doc["dns"]["answer"] == [VIP["west"]] and doc["dns"]["changed"] is False
+    status = json.loads(fo.cli("status", "--json").out)
+    east = next(r for r in status["regions"] if r["name"] == "east")
+    assert status["active_region"] == "west" and east["fenced"] is True
+    conn = http.client.HTTPConnection(VIP["east"], 80, timeout=3)
+    conn.request("POST", "/items", json.dumps({"id": "late"}), {"Content-Type":
+                                                                "application/json"})
+    assert conn.getresponse().status == 503, "a fenced region refuses writes after up"
+
+
+def test_concurrent_failovers_to_a_cold_region_exactly_one_proceeds(fo, measurements):
+    procs = [subprocess.Popen([*HADEPLOY, "failover", "--to", "north", "--reason", f"r{i}",
+                               "--json"], cwd=fo.work, env={**os.environ, **fo.env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for i in range(2)]
+    results = [(p.wait(120), p.communicate()) for p in procs]
+    codes = sorted(rc for rc, _ in results)
+    docs = [json.loads(out) for _, (out, _) in results if out.strip()]
+    done = [d for d in docs if d.get("result") == "done"]
+    assert len(done) == 1, results
+    other = [d for d in docs if d is not done[0]]
+    assert codes == [0, 4] or other[0]["result"] == "already-active", results
+    measurements["concurrent failovers (exit codes)"] = codes
+    assert any("standby host" in a for a in done[0]["actions"]), done[0]
+    assert answer() == [VIP["north"]]
+    status, body = get(VIP["north"], "/")
+    assert status == 200 and body["region"] == "north"
+
+
+def get(host: str, path: str) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection(host, 80, timeout=3)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read() or b"{}")
+
+
+KILL_BEFORE_DNS = """
+import os, signal, sys
+from pathlib import Path
+from hadeploy import config, failover
+from hadeploy.state import StateDir
+from hadeploy.status import dns_provider
+from hadeploy.targets.lab.ops import LabRegionOps
+from hadeploy.topology import lab_topology
+
+dep = config.load(Path("hadeploy.yaml"))
+state = StateDir(Path(sys.argv[1]))
+topo = lab_topology(dep, **state.region_flags())
+real = dns_provider(topo, state.path)
+
+class Dying:
+    read = real.read
+    def replace(self, *a):
+        os.kill(os.getpid(), signal.SIGKILL)   # killed between fencing and the DNS change
+
+failover.failover(dep, topo, state, Dying(), LabRegionOps(dep, state, topo), to="west",
+                  reason="kill test")
+"""
+
+
+def test_a_run_killed_between_phases_converges_on_rerun(fo):
+    r = subprocess.run([sys.executable, "-c", KILL_BEFORE_DNS, str(fo.state / NAME)],
+                       cwd=fo.work, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert answer() == [VIP["north"]], "killed before the DNS change"
+    journal = json.loads((fo.state / NAME / "failover-journal.json").read_text())
+    assert journal["from"] == "north" and journal["to"] == "west"
+    doc = fo.json("failover", "--to", "west", "--yes")
+    assert doc["resumed"] is True and doc["result"] == "done" and doc["id"] == journal["id"]
+    assert answer() == [VIP["west"]]
+    assert not (fo.state / NAME / "failover-journal.json").exists()
+
+
+def test_failback_lifts_the_fence_and_returns_to_the_primary(fo):
+    doc = fo.json("failback", "--yes", "--reason", "east repaired")
+    assert doc["result"] == "done" and doc["to"] == "east"
+    assert any("lifted the fence of east" in a for a in doc["actions"]), doc
+    assert answer() == [VIP["east"]]
+    conn = http.client.HTTPConnection(VIP["east"], 80, timeout=3)
+    conn.request("POST", "/items", json.dumps({"id": "back"}), {"Content-Type":
+                                                                "application/json"})
+    assert conn.getresponse().status == 201
+    r = fo.cli("failover", "--to", "east", "--json")
+    assert r.rc == 0 and json.loads(r.out)["result"] == "already-active"

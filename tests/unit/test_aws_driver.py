@@ -1,0 +1,365 @@
+"""The AWS driver's orchestration with a fake workspace (no Pulumi CLI, no AWS): which
+stacks, in which order, with which config, how many at once; and the environment errors a
+user sees when the Pulumi CLI, AWS credentials or the state backend are missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from hadeploy.config import Deployment
+from hadeploy.errors import ExitCode, HadeployError
+from hadeploy.infra.settings import AwsSettings, check_deployment, load_stack_config
+from hadeploy.targets.aws.driver import (
+    AwsTarget,
+    PulumiWorkspace,
+    StackFailed,
+    StackSpec,
+    aws_credentials_available,
+)
+from hadeploy.topology import Host
+from tests.infra_mock_program import deployment
+
+
+def load(n: int = 2, standby: str = "warm", **aws: Any) -> tuple[Deployment, AwsSettings]:
+    return load_stack_config(deployment(n, standby, **aws))
+
+
+class FakeWorkspace:
+    """Records every call; stacks 'exist' once an up succeeded."""
+
+    def __init__(self, *, fail: set[str] | None = None, delay: float = 0.0,
+                 existing: dict[str, dict[str, Any]] | None = None) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.stacks: dict[str, dict[str, Any]] = dict(existing or {})
+        self.fail = fail or set()
+        self.delay = delay
+        self.running = 0
+        self.max_running = 0
+        self.lock = threading.Lock()
+
+    def _enter(self, op: str, spec: StackSpec) -> None:
+        with self.lock:
+            config = {k: v.value for k, v in spec.config.items()}
+            self.calls.append((op, spec.name, {"config": config, "spec": spec}))
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+        if (op, spec.name) in self.fail or spec.name in self.fail:
+            raise StackFailed(f"{op} of {spec.name} failed: boom")
+
+    def check(self) -> str:
+        return "tester"
+
+    def outputs(self, spec: StackSpec) -> dict[str, Any] | None:
+        return self.stacks.get(spec.name)
+
+    def preview(self, spec: StackSpec) -> dict[str, int]:
+        self._enter("preview", spec)
+        return {"create": 50}
+
+    def up(self, spec: StackSpec) -> dict[str, Any]:
+        self._enter("up", spec)
+        if spec.region is None:
+            outputs = {"zone_id": "ZONE", "name_servers": ["ns-1.awsdns-01.org."]}
+        else:
+            aws_region = spec.config["aws:region"].value
+            outputs = {"alb_dns_name": f"alb-{spec.region}.elb.amazonaws.com",
+                       "alb_zone_id": "ZALB", "efs_id": f"fs-{spec.region}",
+                       "efs_dns_name": f"fs-{spec.region}.efs.{aws_region}.amazonaws.com",
+                       "vpc_cidr": "10.100.0.0/16", "aws_region": aws_region,
+                       "host_tag": {"key": "hadeploy:hosts", "value": f"demo-{spec.region}"}}
+        self.stacks[spec.name] = outputs
+        return outputs
+
+    def destroy(self, spec: StackSpec) -> bool:
+        self._enter("destroy", spec)
+        return self.stacks.pop(spec.name, None) is not None
+
+    def ops(self, op: str | None = None) -> list[tuple[str, str]]:
+        return [(o, name) for o, name, _ in self.calls if op is None or o == op]
+
+    def config(self, op: str, stack: str, nth: int = 0) -> dict[str, Any]:
+        return [c for o, name, c in self.calls if (o, name) == (op, stack)][nth]["config"]
+
+
+def target(dep: Deployment, settings: AwsSettings, ws: FakeWorkspace, **kw: Any) -> AwsTarget:
+    kw.setdefault("env", {"PATH": "/usr/bin"})
+    return AwsTarget(dep, settings=settings, workspace=ws, credentials=lambda: True,
+                     log=kw.pop("log", lambda _m: None), **kw)
+
+
+# --- order and config ----------------------------------------------------------------------
+
+def test_first_up_builds_regions_then_dns_with_a_second_pass_for_replication():
+    dep, settings = load(2)
+    ws = FakeWorkspace()
+    report = target(dep, settings, ws).up()
+    ups = ws.ops("up")
+    assert sorted(ups[:2]) == [("up", "demo-eu-west-1"), ("up", "demo-us-east-1")]
+    # Neither peer existed before: both regions run again once it does.
+    assert sorted(ups[2:4]) == sorted(ups[:2])
+    assert ups[4:] == [("up", "demo-global")]
+    assert ws.config("up", "demo-us-east-1", 0)["hadeploy:peerReady"] == "false"
+    second = ws.config("up", "demo-us-east-1", 1)
+    assert second["hadeploy:peerReady"] == "true"
+    assert second["hadeploy:peerEfsId"] == "fs-eu-west-1"  # the writer replicates into it
+    assert ws.config("up", "demo-eu-west-1", 1)["hadeploy:peerEfsId"] == ""
+    assert report.failed == {}
+    assert [s.passes for s in report.stacks] == [2, 2, 1]
+
+
+def test_converged_up_is_one_pass_per_stack():
+    dep, settings = load(3)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    target(dep, settings, ws).up()
+    assert sorted(ws.ops("up")) == sorted([("up", f"demo-{r.name}") for r in dep.regions]
+                                          + [("up", "demo-global")])
+    assert ws.ops("up")[-1] == ("up", "demo-global")
+
+
+def test_regional_config_names_region_secret_and_deployment():
+    dep, settings = load(2)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    call = next(c for o, n, c in ws.calls if (o, n) == ("up", "demo-eu-west-1"))
+    entries = call["spec"].config
+    assert entries["aws:region"].value == "eu-west-1"
+    assert entries["hadeploy:region"].value == "eu-west-1"
+    assert entries["hadeploy:appSecret"].secret is True
+    assert entries["hadeploy:appSecret"].keep_existing is True  # generated once, then kept
+    assert len(entries["hadeploy:appSecret"].value) >= 32
+    parsed, parsed_settings = load_stack_config(
+        __import__("json").loads(entries["hadeploy:deployment"].value))
+    assert parsed == dep and parsed_settings == settings
+    assert call["spec"].project == "hadeploy-regional"
+    glob = next(c for o, n, c in ws.calls if n == "demo-global")
+    assert glob["spec"].project == "hadeploy-global"
+    assert glob["config"]["aws:region"] == "us-east-1"
+
+
+def test_secret_from_the_environment_is_used_and_never_logged():
+    dep, settings = load(2)
+    ws, logged = FakeWorkspace(), []
+    target(dep, settings, ws, env={"PATH": "/usr/bin", "HADEPLOY_APP_SECRET": "hunter22"},
+           log=logged.append).up()
+    entry = ws.calls[0][2]["spec"].config["hadeploy:appSecret"]
+    assert (entry.value, entry.secret, entry.keep_existing) == ("hunter22", True, False)
+    assert logged and not any("hunter22" in line for line in logged)
+
+
+def test_destroy_removes_dns_first_then_the_regions():
+    dep, settings = load(3)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    report = target(dep, settings, ws).destroy()
+    ops = ws.ops("destroy")
+    assert ops[0] == ("destroy", "demo-global")
+    assert sorted(ops[1:]) == sorted(("destroy", f"demo-{r.name}") for r in dep.regions)
+    assert report.failed == {} and ws.stacks == {}
+
+
+def test_destroy_leaves_the_regions_when_dns_cannot_be_removed():
+    dep, settings = load(2)
+    ws = FakeWorkspace(fail={("destroy", "demo-global")})
+    report = target(dep, settings, ws).destroy()
+    assert ws.ops("destroy") == [("destroy", "demo-global")]
+    assert list(report.failed) == ["demo-global"]
+    with pytest.raises(HadeployError) as err:
+        report.raise_for_failures()
+    assert err.value.code is ExitCode.FAILED
+
+
+def test_regional_stacks_run_concurrently_but_bounded():
+    dep, settings = load(6, parallel=2)
+    ws = FakeWorkspace(delay=0.05)
+    target(dep, settings, ws).up()
+    assert ws.max_running == 2
+
+
+# --- a broken region blocks nobody ---------------------------------------------------------
+
+def test_a_failed_secondary_does_not_stop_the_others_or_dns():
+    dep, settings = load(3)
+    ws = FakeWorkspace(fail={"demo-eu-west-1"})
+    report = target(dep, settings, ws).up()
+    assert list(report.failed) == ["demo-eu-west-1"]
+    assert ("up", "demo-ap-southeast-2") in ws.ops() and ws.ops()[-1] == ("up", "demo-global")
+    glob = ws.config("up", "demo-global")
+    assert glob["hadeploy:regions"] == '["us-east-1", "ap-southeast-2"]'
+    assert report.notes == ["DNS built without eu-west-1 (never deployed)"]
+    assert report.topology is not None
+    assert [r.name for r in report.topology.regions] == ["us-east-1", "ap-southeast-2"]
+    with pytest.raises(HadeployError, match="demo-eu-west-1"):
+        report.raise_for_failures()
+
+
+def test_dns_is_left_alone_when_the_primary_never_came_up():
+    dep, settings = load(2)
+    ws = FakeWorkspace(fail={"demo-us-east-1"})
+    report = target(dep, settings, ws).up()
+    assert ("up", "demo-global") not in ws.ops()
+    assert set(report.failed) == {"demo-us-east-1", "demo-global"}
+
+
+def test_preview_skips_dns_until_the_regions_exist_then_previews_it():
+    dep, settings = load(2)
+    ws = FakeWorkspace()
+    report = target(dep, settings, ws).preview()
+    assert sorted(ws.ops()) == [("preview", "demo-eu-west-1"), ("preview", "demo-us-east-1")]
+    assert report.notes and "demo-global" in report.notes[0]
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    target(dep, settings, ws).preview()
+    assert ws.ops()[-1] == ("preview", "demo-global") and len(ws.ops()) == 3
+    assert ws.ops("up") == []
+
+
+# --- topology --------------------------------------------------------------------------------
+
+def test_topology_comes_from_stack_outputs():
+    dep, settings = load(2)
+    seen = []
+
+    def lister(region: str, aws_region: str, key: str, value: str) -> list[Host]:
+        seen.append((region, aws_region, key, value))
+        return [Host(f"i-{region}", "10.100.128.10", "app", region)]
+
+    report = target(dep, settings, FakeWorkspace(), host_lister=lister).up()
+    topo = report.topology
+    assert topo is not None and topo.target == "aws"
+    east = topo.region("us-east-1")
+    assert east.vip == "alb-us-east-1.elb.amazonaws.com"
+    assert east.url == "https://alb-us-east-1.elb.amazonaws.com"
+    assert (east.storage.type, east.storage.source) == (
+        "efs", "fs-us-east-1.efs.us-east-1.amazonaws.com")
+    assert east.hosts == (Host("i-us-east-1", "10.100.128.10", "app", "us-east-1"),)
+    assert ("eu-west-1", "eu-west-1", "hadeploy:hosts", "demo-eu-west-1") in seen
+    assert topo.dns.server == "ns-1.awsdns-01.org" and topo.dns.fqdn == "app.example.com."
+
+
+# --- the environment: CLI, credentials, backend --------------------------------------------
+
+def test_missing_pulumi_cli_is_one_environment_error():
+    dep, settings = load(2)
+    aws = AwsTarget(dep, settings=settings, env={"PATH": "/nonexistent"},
+                    credentials=lambda: True)
+    with pytest.raises(HadeployError) as err:
+        aws.up()
+    assert err.value.code is ExitCode.ENVIRONMENT
+    assert "pulumi" in err.value.message and "install" in (err.value.hint or "")
+
+
+def test_automation_api_without_the_cli_maps_to_the_same_error(monkeypatch):
+    """The real workspace: pulumi.automation raises FileNotFoundError (no CLI here)."""
+    from pulumi import automation as auto
+
+    def no_cli(*_a: Any, **_kw: Any) -> Any:
+        raise FileNotFoundError(2, "No such file or directory", "pulumi")
+
+    monkeypatch.setattr(auto, "LocalWorkspace", no_cli)
+    monkeypatch.setattr(auto, "create_or_select_stack", no_cli)
+    _, settings = load(2)
+    ws = PulumiWorkspace(settings, {})
+    for call in (ws.check, lambda: ws.up(StackSpec("p", "s", lambda: None, {}))):
+        with pytest.raises(HadeployError) as err:
+            call()
+        assert err.value.code is ExitCode.ENVIRONMENT and "not installed" in err.value.message
+
+
+def test_missing_credentials_is_one_environment_error():
+    dep, settings = load(2)
+    ws = FakeWorkspace()
+    aws = AwsTarget(dep, settings=settings, workspace=ws, credentials=lambda: False)
+    with pytest.raises(HadeployError) as err:
+        aws.up()
+    assert err.value.code is ExitCode.ENVIRONMENT
+    assert "credentials" in err.value.message and "AWS_PROFILE" in (err.value.hint or "")
+    assert ws.calls == []  # nothing started
+
+
+def test_credential_sources(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "boto3", None)  # the file-based fallback
+    assert aws_credentials_available({"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    assert aws_credentials_available({"AWS_PROFILE": "ops"})
+    assert not aws_credentials_available({"AWS_ACCESS_KEY_ID": "a", "HOME": str(tmp_path)})
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "credentials").write_text("[default]\n")
+    assert aws_credentials_available({"HOME": str(tmp_path)})
+
+
+def test_unreachable_backend_is_one_environment_error(monkeypatch):
+    from pulumi import automation as auto
+    from pulumi.automation._cmd import CommandResult
+
+    class Unreachable:
+        def __init__(self, **_kw: Any) -> None:
+            pass
+
+        def who_am_i(self) -> Any:
+            raise auto.CommandError(CommandResult(
+                "", "error: failed to get whoami: dial tcp: lookup my-state.s3.amazonaws.com:"
+                " no such host", 255))
+
+    monkeypatch.setattr(auto, "LocalWorkspace", Unreachable)
+    _, settings = load(2, backend_url="s3://my-state")
+    with pytest.raises(HadeployError) as err:
+        PulumiWorkspace(settings, {}).check()
+    assert err.value.code is ExitCode.ENVIRONMENT
+    assert "s3://my-state" in err.value.message and "no such host" in err.value.message
+    assert "pulumi login" in (err.value.hint or "")
+
+
+def test_stack_failure_is_reported_not_raised_as_traceback(monkeypatch):
+    from pulumi import automation as auto
+    from pulumi.automation._cmd import CommandResult
+
+    def failing(**_kw: Any) -> Any:
+        raise auto.CommandError(CommandResult("", "error: creating EC2 VPC: VpcLimitExceeded",
+                                              255))
+
+    monkeypatch.setattr(auto, "create_or_select_stack", failing)
+    _, settings = load(2)
+    with pytest.raises(StackFailed, match="VpcLimitExceeded"):
+        PulumiWorkspace(settings, {}).up(StackSpec("p", "s", lambda: None, {}))
+
+
+# --- configuration checks and import cost --------------------------------------------------
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda d: d["regions"][1].pop("aws_region"), "regions[1].aws_region"),
+    (lambda d: d["regions"][1].update(aws_region="us-east-1"), "regions[1].aws_region"),
+    (lambda d: d["regions"][0].update(hosts=1), "regions[0].hosts"),
+    (lambda d: d["aws"]["certificate_arns"].pop("eu-west-1"), "aws.certificate_arns.eu-west-1"),
+    (lambda d: d["aws"]["certificate_arns"].update(
+        {"eu-west-1": "arn:aws:acm:us-east-1:123456789012:certificate/x"}),
+     "aws.certificate_arns.eu-west-1"),
+    (lambda d: d["aws"].update(peers={"us-east-1": "mars"}), "aws.peers.us-east-1"),
+])
+def test_aws_specific_config_problems_name_the_field(change, field):
+    raw = deployment(2)
+    change(raw)
+    dep, settings = load_stack_config(raw)
+    with pytest.raises(HadeployError) as err:
+        check_deployment(dep, settings)
+    assert err.value.code is ExitCode.BAD_INPUT
+    assert field in err.value.message and err.value.hint
+
+
+def test_the_driver_does_not_import_pulumi():
+    code = ("import sys, hadeploy.targets.aws.driver, hadeploy.infra.settings; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pulumi', 'pulumi_aws', 'pulumi_policy', 'boto3')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
