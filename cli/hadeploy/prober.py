@@ -10,6 +10,9 @@ It probes every target's health URL every ``interval`` seconds and serves its vi
                           "consecutive_successes": n, "last_at": ts, "status": 200,
                           "latency_ms": 1.2, "error": null}}}
 
+It is deliberately self-contained (its own small ``probe()``, like ``hadeploy.health``):
+the lab bind-mounts this one file into a container that has no hadeploy installed.
+
 Configured by a JSON file (``--config``): {"vantage": str, "interval": float,
 "timeout": float, "port": int, "targets": {"<region>": "<health url>"}}.
 """

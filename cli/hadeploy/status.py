@@ -48,6 +48,7 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
     except HadeployError as exc:
         dns_doc["error"] = exc.message
     active = [r.name for r in topo.regions if r.vip in dns_doc["answer"]]
+    history = _history(state, [r.name for r in topo.regions])
 
     regions: list[dict[str, Any]] = []
     for region in topo.regions:
@@ -70,6 +71,7 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
             "endpoint": {"status": vip.status, "latency_ms": round(vip.latency_ms, 1),
                          "error": vip.error},
             "hosts": hosts,
+            "history": history.get(region.name),
         })
     return {
         "schema_version": SCHEMA_VERSION, "deployment": topo.deployment, "target": topo.target,
@@ -81,6 +83,20 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
                         for r in regions for h in r["hosts"]),
         "dns": dns_doc, "regions": regions,
     }
+
+
+def _history(state: Path, regions: list[str]) -> dict[str, Any]:
+    """Recent probe history per region (written by 'watch'); {} when there is none."""
+    from hadeploy.history import History, history_path
+
+    path = history_path(state)
+    if not path.exists():
+        return {}
+    db = History(path)
+    try:
+        return {r: db.summary(r, window=300) for r in regions}
+    finally:
+        db.close()
 
 
 def render_text(doc: dict[str, Any]) -> Any:
@@ -120,6 +136,12 @@ def render_text(doc: dict[str, Any]) -> Any:
                 ok = Text(f"DOWN {why}".strip(), "red")
             table.add_row(host["name"], host["kind"], host["address"], ok)
         lines.append(table)
+        hist = region.get("history") or {}
+        if hist.get("vantages"):
+            parts = [f"{v} {d['availability'] * 100:.1f}% of {d['probes']}"
+                     for v, d in hist["vantages"].items()]
+            lines.append(Text(f"    probes, last {hist['window_seconds'] / 60:.0f} min: "
+                              + ", ".join(parts), "dim"))
     return Group(*lines)
 
 

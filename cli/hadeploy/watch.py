@@ -56,10 +56,12 @@ def last_failover_at(state: StateDir) -> float:
 class Watcher:
     def __init__(self, dep: Deployment, state: StateDir,
                  topology: Callable[[], Topology], do_failover: Callable[[str, str], Any],
-                 read_active: Callable[[Topology], str | None], log: Log) -> None:
+                 read_active: Callable[[Topology], str | None], log: Log,
+                 refence: Callable[[str], str] | None = None) -> None:
         self.dep, self.state, self.log = dep, state, log
         self.policy = dep.failover
         self.topology, self.do_failover, self.read_active = topology, do_failover, read_active
+        self.refence = refence
         self.local = LocalVantage()
         self.hold = HoldDown(self.policy.hold_down)
         self.down: dict[str, bool] = {}
@@ -94,6 +96,11 @@ class Watcher:
                             region=name, state=state, votes=a.to_dict()["votes"])
                 if not a.down:
                     self.episode_noted.discard(name)
+                    self._enforce_fence(topo, name)
+        if self.stats.rounds == 0:
+            for name, a in verdicts.items():
+                if not a.down:
+                    self._enforce_fence(topo, name)
         self.stats.rounds += 1
         try:
             active = self.read_active(topo)
@@ -113,6 +120,14 @@ class Watcher:
             self._fail_over(self.dep.primary.name,
                             f"watch: auto failback, {self.dep.primary.name} healthy for "
                             f"{self.policy.hold_down:.0f} s")
+
+    def _enforce_fence(self, topo: Topology, region: str) -> None:
+        """A region fenced while it was unreachable comes back with its own (unfenced)
+        configuration: fence it again before it can take a stray write."""
+        if self.refence is not None and topo.region(region).fenced:
+            result = self.refence(region)
+            self.decide(f"re-applied the fence of {region}: {result}", region=region,
+                        action="fence")
 
     def _maybe_fail_over(self, topo: Topology, active: str, verdicts: dict[str, Assessment],
                          now: float) -> None:

@@ -211,6 +211,7 @@ def test_up_after_a_failover_does_not_move_traffic_back(fo):
     status = json.loads(fo.cli("status", "--json").out)
     east = next(r for r in status["regions"] if r["name"] == "east")
     assert status["active_region"] == "west" and east["fenced"] is True
+    assert {"cli", "probe@west"} <= set(east["history"]["vantages"]), east["history"]
     conn = http.client.HTTPConnection(VIP["east"], 80, timeout=3)
     conn.request("POST", "/items", json.dumps({"id": "late"}), {"Content-Type":
                                                                 "application/json"})

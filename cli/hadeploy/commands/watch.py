@@ -58,7 +58,11 @@ def watch(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    def refence(region: str) -> str:
+        topo = topology()
+        return LabRegionOps(dep, state, topo).fence(topo.region(region), timeout=5)
+
     watcher = Watcher(dep, state, topology, do_failover, read_active,
-                      log=lambda m: console.print(f"watch: {m}"))
+                      log=lambda m: console.print(f"watch: {m}"), refence=refence)
     stats = watcher.run(stop, max_seconds)
     console.print(f"watch: stopped ({stats.rounds} rounds, {len(stats.failovers)} failovers)")

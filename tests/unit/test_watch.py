@@ -1,0 +1,127 @@
+"""The watch loop's decisions, with fake probes/DNS: no flapping, min interval, fences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hadeploy import config, failover
+from hadeploy.health import ProbeResult
+from hadeploy.state import StateDir
+from hadeploy.topology import lab_topology
+from hadeploy.watch import Watcher
+
+DEP = config.parse({**config.from_regions(["east", "west"]).model_dump(mode="json"),
+                    "failover": {"probe_interval": 0.1, "probe_timeout": 0.05,
+                                 "failure_threshold": 3, "quorum": 1, "hold_down": 0,
+                                 "min_interval": 300}})
+
+
+class World:
+    def __init__(self, tmp: Path, monkeypatch) -> None:
+        self.state = StateDir(tmp)
+        self.up = {"east": True, "west": True}
+        self.active = "east"
+        self.failovers: list[str] = []
+        self.refenced: list[str] = []
+
+        def fake_probe(url, timeout=1.0):
+            region = next(r.name for r in lab_topology(DEP).regions if url.startswith(r.url))
+            ok = self.up[region]
+            return ProbeResult(url, ok, 200 if ok else None, 1.0)
+        monkeypatch.setattr(failover, "probe", fake_probe)
+        monkeypatch.setattr(failover, "fetch_prober", lambda url, timeout: None)
+
+    def watcher(self) -> Watcher:
+        def do_failover(to, reason):
+            self.failovers.append(to)
+            self.active = to
+            self.state.set_region_flag("fenced", "east" if to == "west" else "west", True)
+
+        def refence(region):
+            self.refenced.append(region)
+            return "fenced"
+        return Watcher(DEP, self.state, lambda: lab_topology(DEP, **self.state.region_flags()),
+                       do_failover, lambda topo: self.active, log=lambda m: None,
+                       refence=refence)
+
+    def decisions(self) -> list[str]:
+        lines = (self.state.path / "audit.jsonl").read_text().splitlines()
+        return [json.loads(x).get("decision", "") for x in lines]
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    return World(tmp_path, monkeypatch)
+
+
+def rounds(w: Watcher, n: int) -> None:
+    from hadeploy.history import History
+
+    h = History(w.state.path / "history.sqlite")
+    for _ in range(n):
+        w.round(h)
+    h.close()
+
+
+def test_fails_over_after_threshold_only(world):
+    w = world.watcher()
+    rounds(w, 2)
+    world.up["east"] = False
+    rounds(w, 2)
+    assert world.failovers == []  # 2 failures < threshold 3
+    rounds(w, 1)
+    assert world.failovers == ["west"]
+
+
+def test_blink_below_threshold_does_nothing(world):
+    w = world.watcher()
+    world.up["east"] = False
+    rounds(w, 2)
+    world.up["east"] = True
+    rounds(w, 5)
+    assert world.failovers == []
+
+
+def test_min_interval_prevents_flapping_and_no_auto_failback(world):
+    w = world.watcher()
+    world.up["east"] = False
+    rounds(w, 3)
+    assert world.failovers == ["west"]
+    world.up["east"], world.up["west"] = True, False  # now west dies: too soon to move again
+    rounds(w, 5)
+    assert world.failovers == ["west"]
+    assert any("holding" in d for d in world.decisions())
+    world.up["west"] = True
+    rounds(w, 5)
+    assert world.failovers == ["west"], "never fails back on its own by default"
+
+
+def test_no_failover_when_no_other_region_is_healthy(world):
+    w = world.watcher()
+    world.up = {"east": False, "west": False}
+    rounds(w, 4)
+    assert world.failovers == []
+    assert any("no other region is healthy" in d for d in world.decisions())
+
+
+def test_a_fenced_region_that_comes_back_is_fenced_again(world):
+    w = world.watcher()
+    world.up["east"] = False
+    rounds(w, 3)
+    assert world.failovers == ["west"] and world.refenced == []
+    world.up["east"] = True  # restarted by someone: its haproxy came back unfenced
+    rounds(w, 1)
+    assert world.refenced == ["east"]
+
+
+def test_probe_history_is_kept(world):
+    w = world.watcher()
+    rounds(w, 3)
+    from hadeploy.history import History
+
+    h = History(world.state.path / "history.sqlite")
+    assert len(h.recent("east", 10)) == 3 and h.summary("west")["vantages"]["cli"]["ok"] == 3
+    h.close()
