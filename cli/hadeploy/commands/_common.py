@@ -12,13 +12,13 @@ import typer
 from hadeploy.errors import ExitCode, HadeployError
 
 ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="Desired state file [default: ./hadeploy.yaml if present].",
+    "--config", "-c", help="Desired state file \\[default: ./hadeploy.yaml if present].",
     show_default=False)]
 StateDirOpt = Annotated[Path | None, typer.Option(
-    "--state-dir", help="Root of deployment state [env HADEPLOY_STATE_DIR; default ./.hadeploy].",
+    "--state-dir", help="Root of deployment state \\[env HADEPLOY_STATE_DIR; default ./.hadeploy].",
     show_default=False)]
 DeploymentOpt = Annotated[str | None, typer.Option(
-    "--deployment", "-d", help="Deployment name when there is no config file [default: demo].",
+    "--deployment", "-d", help="Deployment name when there is no config file \\[default: demo].",
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
