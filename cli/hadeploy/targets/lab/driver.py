@@ -169,7 +169,6 @@ class LabTarget:
         self._ensure_firewall(result)
         fresh = set(result.created) | set(result.started) | set(result.recreated)
         booting = [h.name for h, _ in specs if f"container {h.name}" in fresh]
-        self.booted = set(booting)
         self._wait_booted(booting)
         states = container_states(self.dep.name)
         self._collect_host_keys([h for h, _ in specs if states.get(h.name) == "running"],
@@ -209,6 +208,8 @@ class LabTarget:
                 if line.strip():
                     known[line.split()[0]] = line
         todo = [h for h in hosts if h.name in refresh or h.address not in known]
+        if not todo:
+            return
 
         def fetch(host: Host) -> tuple[str, str]:
             pub = podman.exec_(host.name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
