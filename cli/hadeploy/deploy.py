@@ -85,6 +85,8 @@ def up_aws(dep: Deployment, state: StateDir, *, yes: bool, log: Log,
         state.save_deployment(dep)
         if report.topology is not None:
             state.save_json("topology.json", report.topology.to_dict())
+        if report.operate is not None:
+            state.save_json("aws.json", report.operate)
         state.append_audit({"operation": "up", "target": "aws", "user": getpass.getuser(),
                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             "stacks": [s.stack for s in report.stacks]})

@@ -36,6 +36,8 @@ from hadeploy.state import StateDir
 from hadeploy.topology import RegionTopology, Topology
 
 Log = Callable[[str], None]
+# More vantage points than this machine and the probers (aws: Route 53's health checkers).
+ExtraVotes = Callable[[Topology], list[Vote]]
 JOURNAL = "failover-journal.json"
 
 
@@ -74,8 +76,10 @@ class Outcome:
 
 
 def region_votes(topo: Topology, dep: Deployment, *, local: LocalVantage | None = None,
-                 timeout: float | None = None) -> tuple[list[Vote], dict[str, Any]]:
-    """One probe round: this machine probes every region; every prober is asked."""
+                 timeout: float | None = None, extra: ExtraVotes | None = None
+                 ) -> tuple[list[Vote], dict[str, Any]]:
+    """One probe round: this machine probes every region; every prober is asked;
+    ``extra`` adds the target's own observers (each one vote per region)."""
     from concurrent.futures import ThreadPoolExecutor
 
     timeout = timeout if timeout is not None else dep.failover.probe_timeout
@@ -86,9 +90,12 @@ def region_votes(topo: Topology, dep: Deployment, *, local: LocalVantage | None 
         local_f = {name: pool.submit(probe, url, timeout) for name, url in urls.items()}
         prober_f = {name: pool.submit(fetch_prober, url, timeout)
                     for name, url in probers.items()}
+        extra_f = pool.submit(extra, topo) if extra is not None else None
         now = time.time()
         votes = [local.observe(name, f.result(), now) for name, f in local_f.items()]
         docs = {name: f.result() for name, f in prober_f.items()}
+        if extra_f is not None:
+            votes += extra_f.result()
     max_age = max(3 * dep.failover.probe_interval, 2.0)
     for doc in docs.values():
         if doc is not None:
@@ -134,7 +141,8 @@ def plan(topo: Topology, dns: DnsProvider, to: str) -> tuple[str | None, list[st
 def failover(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvider,
              ops: RegionOps, *, to: str, reason: str, force: bool = False,
              dry_run: bool = False, confirm: Callable[[str], None] = lambda _q: None,
-             log: Log = lambda _m: None, operation: str = "failover") -> Outcome:
+             log: Log = lambda _m: None, operation: str = "failover",
+             extra_votes: ExtraVotes | None = None) -> Outcome:
     """Move the app record to region ``to``. Raises HadeployError on refusal/failure
     (after writing the audit record); returns the outcome on success."""
     t0 = time.monotonic()
@@ -168,7 +176,7 @@ def failover(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvider,
                                    "reason": reason, "started": time.time(),
                                    "user": getpass.getuser()})
         try:
-            _run_phases(dep, topo, state, dns, ops, out, target, old, force, log)
+            _run_phases(dep, topo, state, dns, ops, out, target, old, force, log, extra_votes)
         except HadeployError as exc:
             out.error = exc.message
             out.result = "refused" if exc.code in (ExitCode.REFUSED,) else "failed"
@@ -187,9 +195,11 @@ def failover(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvider,
 
 def _run_phases(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvider,
                 ops: RegionOps, out: Outcome, target: RegionTopology,
-                old: RegionTopology | None, force: bool, log: Log) -> None:
+                old: RegionTopology | None, force: bool, log: Log,
+                extra_votes: ExtraVotes | None = None) -> None:
     t = time.monotonic()
-    out.actions += ops.prepare(target, timeout=60)
+    # A cold AWS region needs minutes to boot instances: the target says how long to wait.
+    out.actions += ops.prepare(target, timeout=float(getattr(ops, "prepare_timeout", 60.0)))
     out.phases["prepare"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -197,7 +207,7 @@ def _run_phases(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvid
     # vantage point has seen it healthy; give them that long, not more.
     patience = max(3 * dep.failover.probe_interval, 2.0)
     while True:
-        votes, _ = region_votes(topo, dep)
+        votes, _ = region_votes(topo, dep, extra=extra_votes)
         verdict: Assessment = assess(target.name, votes, dep.failover)
         if verdict.healthy or time.monotonic() - t > patience:
             break
@@ -225,7 +235,8 @@ def _run_phases(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvid
     dns.replace(topo.dns.record, topo.dns.ttl, [target.vip])
     out.phases["dns"] = time.monotonic() - t
     t = time.monotonic()
-    dns.wait_visible(topo.dns.record, [target.vip], timeout=10)
+    dns.wait_visible(topo.dns.record, [target.vip],
+                     timeout=float(getattr(dns, "verify_timeout", 10.0)))
     out.dns_after = [target.vip]
     out.phases["verify"] = time.monotonic() - t
     log(f"{topo.dns.fqdn} now answers {target.vip} ({target.name}); verified on "

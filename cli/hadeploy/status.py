@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from hadeploy.config import Deployment
+from hadeploy.dns.base import DnsProvider
 from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
 from hadeploy.errors import HadeployError
-from hadeploy.health import probe_many
+from hadeploy.health import ProbeResult, probe_many
 from hadeploy.topology import Topology
 
 SCHEMA_VERSION = 1
@@ -33,18 +34,23 @@ def dns_provider(topo: Topology, state: Path) -> Rfc2136Provider:
 
 
 def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.0,
-            container_states: dict[str, str] | None = None) -> dict[str, Any]:
+            container_states: dict[str, str] | None = None, dns: DnsProvider | None = None,
+            host_health: dict[str, ProbeResult] | None = None) -> dict[str, Any]:
+    """``dns``: the provider to ask (default: the lab's RFC 2136 server). ``host_health``:
+    host name → result when the target knows its hosts' health better than a probe from
+    here (aws: the ALB's target health); then hosts are not probed."""
     urls: list[str] = []
     for region in topo.regions:
         urls.append(f"{region.url}{dep.app.health_path}")
-        urls += [host_url(h.kind, h.address, dep) for h in region.hosts]
+        if host_health is None:
+            urls += [host_url(h.kind, h.address, dep) for h in region.hosts]
     results = probe_many(urls, timeout)
 
     dns_doc: dict[str, Any] = {"server": topo.dns.server, "port": topo.dns.port,
                                "zone": topo.dns.zone, "record": topo.dns.fqdn,
                                "ttl": topo.dns.ttl, "answer": [], "error": None}
     try:
-        dns_doc["answer"] = dns_provider(topo, state).read(topo.dns.record)
+        dns_doc["answer"] = (dns or dns_provider(topo, state)).read(topo.dns.record)
     except HadeployError as exc:
         dns_doc["error"] = exc.message
     active = [r.name for r in topo.regions if r.vip in dns_doc["answer"]]
@@ -55,7 +61,8 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
         vip = results[f"{region.url}{dep.app.health_path}"]
         hosts = []
         for h in region.hosts:
-            r = results[host_url(h.kind, h.address, dep)]
+            r = (host_health.get(h.name) or ProbeResult(h.name, False, None, 0.0, "unknown")
+                 if host_health is not None else results[host_url(h.kind, h.address, dep)])
             entry: dict[str, Any] = {"name": h.name, "address": h.address, "kind": h.kind,
                                      "healthy": r.ok, "standby": h.standby, "status": r.status,
                                      "latency_ms": round(r.latency_ms, 1), "error": r.error}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from hadeploy.config import Deployment, Target
@@ -86,6 +86,24 @@ class Topology:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Topology:
+        """The inverse of :meth:`to_dict` (``<state>/topology.json``)."""
+        regions = []
+        for r in doc["regions"]:
+            fields = dict(r)
+            fields["storage"] = SharedStorage(**r["storage"])
+            fields["hosts"] = tuple(Host(**h) for h in r.get("hosts") or ())
+            regions.append(RegionTopology(**fields))
+        return cls(doc["deployment"], doc["target"], DnsEndpoint(**doc["dns"]), tuple(regions))
+
+    def with_flags(self, *, promoted: frozenset[str] = frozenset(),
+                   fenced: frozenset[str] = frozenset()) -> Topology:
+        """The same topology with the region states a failover recorded."""
+        return replace(self, regions=tuple(
+            replace(r, promoted=r.name in promoted, fenced=r.name in fenced)
+            for r in self.regions))
 
 
 # --- lab addressing: deterministic, derived from the Deployment alone -------------------

@@ -57,11 +57,13 @@ class Watcher:
     def __init__(self, dep: Deployment, state: StateDir,
                  topology: Callable[[], Topology], do_failover: Callable[[str, str], Any],
                  read_active: Callable[[Topology], str | None], log: Log,
-                 refence: Callable[[str], str] | None = None) -> None:
+                 refence: Callable[[str], str] | None = None,
+                 extra_votes: Callable[[Topology], Any] | None = None) -> None:
         self.dep, self.state, self.log = dep, state, log
         self.policy = dep.failover
         self.topology, self.do_failover, self.read_active = topology, do_failover, read_active
         self.refence = refence
+        self.extra_votes = extra_votes
         self.local = LocalVantage()
         self.hold = HoldDown(self.policy.hold_down)
         self.down: dict[str, bool] = {}
@@ -81,7 +83,7 @@ class Watcher:
         from hadeploy.failover import region_votes
 
         topo = self.topology()
-        votes, _ = region_votes(topo, self.dep, local=self.local)
+        votes, _ = region_votes(topo, self.dep, local=self.local, extra=self.extra_votes)
         history.add(ProbeRow(v.at, v.vantage, v.region, v.ok, v.status, v.latency_ms, v.error)
                     for v in votes)
         now = time.time()

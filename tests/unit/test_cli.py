@@ -121,12 +121,27 @@ def test_aws_target_without_pulumi_cli_is_a_clear_environment_error(cli, tmp_pat
         _no_traceback(r)
 
 
-def test_status_and_failover_on_aws_are_not_available_yet(cli, tmp_path: Path):
+def test_status_and_failover_on_aws_need_a_built_deployment(cli, tmp_path: Path):
+    """status/failover/failback/watch operate an aws deployment from what 'up' saved
+    (topology.json, aws.json): never built → exit 2 naming the fix, not a traceback."""
     cfg = _aws_config(cli, tmp_path, with_section=True)
-    for cmd in (["status"], ["failover", "--to", "west", "--yes"], ["watch"]):
+    for cmd in (["status"], ["failover", "--to", "west", "--yes"], ["failback", "--yes"],
+                ["watch", "--max-seconds", "1"]):
         r = cli(*cmd, "--config", str(cfg))
-        assert r.rc == 7, (cmd, r.rc, r.err)
-        assert "not available for the 'aws' target" in r.err
+        assert r.rc == 2, (cmd, r.rc, r.err)
+        assert "has not been built" in r.err and "hadeploy up" in r.err
+        _no_traceback(r)
+    # deployment.json alone (an 'up' that failed before the stacks were built): still 2,
+    # and the message names the missing file.
+    from hadeploy import config
+
+    state = tmp_path / "state" / "demo"
+    state.mkdir(parents=True)
+    (state / "deployment.json").write_text(config.load(cfg).model_dump_json())
+    for cmd in (["status"], ["failover", "--to", "west", "--yes"]):
+        r = cli(*cmd, "--config", str(cfg))
+        assert r.rc == 2, (cmd, r.rc, r.err)
+        assert "has not been built on aws" in r.err and "json" in r.err
         _no_traceback(r)
 
 
@@ -168,7 +183,8 @@ def test_help_does_not_import_heavy_modules():
 def test_failover_path_imports_no_provisioning_engine():
     code = ("import sys; import hadeploy.failover, hadeploy.watch, hadeploy.quorum, "
             "hadeploy.commands.failover, hadeploy.commands.watch, hadeploy.targets.lab.ops, "
-            "hadeploy.dns.rfc2136, hadeploy.status; "
+            "hadeploy.dns.rfc2136, hadeploy.status, hadeploy.operate, hadeploy.dns.route53, "
+            "hadeploy.targets.aws.ops; "
             "bad = [m for m in ('ansible_runner', 'ansible', 'pulumi', 'pulumi_aws') "
             "if m in sys.modules]; print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

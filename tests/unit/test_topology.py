@@ -84,3 +84,16 @@ def test_region_fingerprints_are_independent():
                                        dep2.regions[1].model_dump(mode="json")]})
     fpb = configure.region_fingerprints(lab_topology(bigger), bigger, "site.yml")
     assert fpb["east"] != fp2["east"] and fpb["west"] == fp2["west"]
+
+
+def test_topology_round_trips_through_json_with_flags():
+    """topology.json (what 'up' saved) is what status/failover operate on for aws."""
+    from hadeploy.topology import Topology
+
+    dep = config.from_regions(["east", "west"])
+    topo = lab_topology(dep, fenced=frozenset({"east"}))
+    again = Topology.from_dict(json.loads(json.dumps(topo.to_dict())))
+    assert again == topo
+    flagged = again.with_flags(promoted=frozenset({"west"}))
+    assert not flagged.region("east").fenced and flagged.region("west").promoted
+    assert flagged.region("west").hosts == topo.region("west").hosts

@@ -71,18 +71,13 @@ def failback(
 def _run(to: str, reason: str, dry_run: bool, yes: bool, force: bool, json_out: bool,
          config: Any, deployment: str | None, state_dir: Any, operation: str) -> None:
     from hadeploy import failover as fo
-    from hadeploy.deploy import require_target_available
-    from hadeploy.status import dns_provider
-    from hadeploy.targets.lab.ops import LabRegionOps
-    from hadeploy.topology import lab_topology
+    from hadeploy.operate import for_deployment, require_built
 
     dep, state = resolve(config, None, deployment, state_dir)
-    require_target_available(dep, f"hadeploy {operation}")
-    if not state.exists:
-        raise HadeployError(f"deployment '{dep.name}' has not been built",
-                            hint="run 'hadeploy up' first", code=ExitCode.BAD_INPUT)
+    require_built(dep, state)
+    op = for_deployment(dep, state)
     console = stderr_console()
-    topo = lab_topology(dep, **state.region_flags())
+    topo = op.topology()
 
     def confirm(question: str) -> None:
         if yes or not sys.stdin.isatty():
@@ -91,10 +86,10 @@ def _run(to: str, reason: str, dry_run: bool, yes: bool, force: bool, json_out: 
             raise HadeployError("aborted; nothing was changed", code=ExitCode.ABORTED)
 
     try:
-        out = fo.failover(dep, topo, state, dns_provider(topo, state.path),
-                          LabRegionOps(dep, state, topo), to=to, reason=reason, force=force,
-                          dry_run=dry_run, confirm=confirm,
-                          log=lambda m: console.print(f"[dim]·[/] {m}"), operation=operation)
+        out = fo.failover(dep, topo, state, op.dns(topo), op.ops(topo), to=to, reason=reason,
+                          force=force, dry_run=dry_run, confirm=confirm,
+                          log=lambda m: console.print(f"[dim]·[/] {m}"), operation=operation,
+                          extra_votes=op.extra_votes)
     except HadeployError as exc:
         if json_out:
             typer.echo(json.dumps({"result": "refused" if exc.code is ExitCode.REFUSED

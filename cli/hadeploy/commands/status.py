@@ -22,18 +22,10 @@ def status(
     Example:  hadeploy status --json | jq .active_region
     """
     from hadeploy import status as st
-    from hadeploy.deploy import require_target_available
-    from hadeploy.topology import lab_topology
+    from hadeploy.operate import for_deployment
 
     dep, state = resolve(config, None, deployment, state_dir)
-    require_target_available(dep, "hadeploy status")
-    states = None
-    if dep.target.value == "lab":
-        from hadeploy.targets.lab.driver import container_states
-
-        states = container_states(dep.name)
-    doc = st.collect(lab_topology(dep, **state.region_flags()), dep, state.path, timeout=timeout,
-                     container_states=states)
+    doc = for_deployment(dep, state).status(timeout)
     if json_out:
         typer.echo(st.dumps(doc))
     else:

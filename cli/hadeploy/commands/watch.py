@@ -9,7 +9,6 @@ from typing import Any
 import typer
 
 from hadeploy.commands._common import ConfigOpt, DeploymentOpt, StateDirOpt, resolve, stderr_console
-from hadeploy.errors import ExitCode, HadeployError
 
 
 def watch(
@@ -29,40 +28,35 @@ def watch(
     Example:  hadeploy watch --config hadeploy.yaml
     """
     from hadeploy import failover as fo
-    from hadeploy.deploy import require_target_available
-    from hadeploy.status import dns_provider
-    from hadeploy.targets.lab.ops import LabRegionOps
-    from hadeploy.topology import Topology, lab_topology
+    from hadeploy.operate import for_deployment, require_built
+    from hadeploy.topology import Topology
     from hadeploy.watch import Watcher
 
     dep, state = resolve(config, None, deployment, state_dir)
-    require_target_available(dep, "hadeploy watch")
-    if not state.exists:
-        raise HadeployError(f"deployment '{dep.name}' has not been built",
-                            hint="run 'hadeploy up' first", code=ExitCode.BAD_INPUT)
+    require_built(dep, state)
+    op = for_deployment(dep, state)
     console = stderr_console()
-
-    def topology() -> Topology:
-        return lab_topology(dep, **state.region_flags())
+    topology = op.topology
 
     def read_active(topo: Topology) -> str | None:
-        answer = dns_provider(topo, state.path).read(topo.dns.record)
+        answer = op.dns(topo).read(topo.dns.record)
         return fo.active_region(topo, answer)
 
     def do_failover(to: str, reason: str) -> Any:
         topo = topology()
-        return fo.failover(dep, topo, state, dns_provider(topo, state.path),
-                           LabRegionOps(dep, state, topo), to=to, reason=reason,
-                           log=lambda m: console.print(f"[dim]·[/] {m}"))
+        return fo.failover(dep, topo, state, op.dns(topo), op.ops(topo), to=to, reason=reason,
+                           log=lambda m: console.print(f"[dim]·[/] {m}"),
+                           extra_votes=op.extra_votes)
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     def refence(region: str) -> str:
         topo = topology()
-        return LabRegionOps(dep, state, topo).fence(topo.region(region), timeout=5)
+        return op.ops(topo).fence(topo.region(region), timeout=5)
 
     watcher = Watcher(dep, state, topology, do_failover, read_active,
-                      log=lambda m: console.print(f"watch: {m}"), refence=refence)
+                      log=lambda m: console.print(f"watch: {m}"), refence=refence,
+                      extra_votes=op.extra_votes)
     stats = watcher.run(stop, max_seconds)
     console.print(f"watch: stopped ({stats.rounds} rounds, {len(stats.failovers)} failovers)")

@@ -6,6 +6,9 @@ from typing import Protocol
 
 
 class DnsProvider(Protocol):
+    """Providers also carry ``verify_timeout`` (seconds a failover waits in
+    ``wait_visible``): read with ``getattr(dns, "verify_timeout", 10.0)``."""
+
     def read(self, record: str) -> list[str]:
         """What the authoritative servers answer for ``record`` now ([] if nothing)."""
 

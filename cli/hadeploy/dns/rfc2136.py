@@ -60,6 +60,8 @@ class TsigKey:
 class Rfc2136Provider:
     """Read/replace one record set on an authoritative server; ``A`` records only."""
 
+    verify_timeout = 10.0  # seconds a failover waits for the server to serve the change
+
     def __init__(self, server: str, port: int, zone: str, key: TsigKey | None,
                  timeout: float = 2.0) -> None:
         self.server, self.port, self.timeout = server, port, timeout

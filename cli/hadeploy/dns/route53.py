@@ -80,6 +80,8 @@ def _is_ipv4(value: str) -> bool:
 class Route53Provider:
     """Read/replace one ``A`` record set of a Route 53 hosted zone."""
 
+    verify_timeout = 120.0  # a change is usually INSYNC within 60 s; a failover waits this
+
     def __init__(self, zone_name: str, *, zone_id: str | None = None, mode: Mode = "plain",
                  endpoints: dict[str, Endpoint] | None = None, session: Any = None,
                  client_factory: Callable[[], Any] | None = None,

@@ -68,6 +68,7 @@ class AppCluster(pulumi.ComponentResource):
     alb: aws.lb.LoadBalancer
     target_group: aws.lb.TargetGroup
     asg: aws.autoscaling.Group
+    https_listener: aws.lb.Listener
     alb_security_group: aws.ec2.SecurityGroup
     host_security_group: aws.ec2.SecurityGroup
 
@@ -80,12 +81,13 @@ class AppCluster(pulumi.ComponentResource):
         self.instance_profile = self._create_instance_profile()
         self.launch_template = self._create_launch_template()
         self.alb, self.target_group = self._create_load_balancer()
-        self._create_listeners()
+        self.https_listener = self._create_listeners()
         self.asg = self._create_asg()
         self.register_outputs({
             "alb_dns_name": self.alb.dns_name,
             "alb_zone_id": self.alb.zone_id,
             "asg_name": self.asg.name,
+            "https_listener_arn": self.https_listener.arn,
             "host_security_group_id": self.host_security_group.id,
         })
 
@@ -197,8 +199,10 @@ class AppCluster(pulumi.ComponentResource):
             tags=self._tags("tg"), opts=self._opts())
         return alb, target_group
 
-    def _create_listeners(self) -> None:
-        aws.lb.Listener(
+    def _create_listeners(self) -> aws.lb.Listener:
+        """HTTPS forwards to the hosts; HTTP redirects. The HTTPS one is returned: a
+        failover fences the region by adding a rule to it (hadeploy.targets.aws.ops)."""
+        https = aws.lb.Listener(
             f"{self._name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
             ssl_policy=TLS_POLICY, certificate_arn=self._args.certificate_arn,
             default_actions=[aws.lb.ListenerDefaultActionArgs(
@@ -210,6 +214,7 @@ class AppCluster(pulumi.ComponentResource):
                 type="redirect", redirect=aws.lb.ListenerDefaultActionRedirectArgs(
                     protocol="HTTPS", port="443", status_code="HTTP_301"))],
             tags=self._tags("http"), opts=self._opts())
+        return https
 
     def _create_asg(self) -> aws.autoscaling.Group:
         a = self._args

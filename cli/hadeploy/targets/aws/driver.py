@@ -112,6 +112,7 @@ class AwsReport:
     stacks: list[StackResult] = field(default_factory=list)
     topology: Topology | None = None
     notes: list[str] = field(default_factory=list)
+    operate: dict[str, Any] | None = None  # what status/failover/watch need (aws.json)
 
     @property
     def failed(self) -> dict[str, str]:
@@ -311,6 +312,44 @@ def list_hosts_boto3(region: str, aws_region: str, key: str, value: str) -> list
     return sorted(hosts, key=lambda h: h.name)
 
 
+def route53_mode(settings_mode: str, regions: int) -> str:
+    """The record layout the global stack built: one region → plain; active-passive →
+    failover (PRIMARY/SECONDARY); active-weighted → weighted."""
+    if regions <= 1:
+        return "plain"
+    return "failover" if settings_mode == "active-passive" else "weighted"
+
+
+def operate_doc(dep: Deployment, settings: AwsSettings,
+                regional: Mapping[str, Mapping[str, Any] | None],
+                global_outputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``<state>/aws.json``: everything ``status``/``failover``/``watch`` need to operate
+    the deployment without Pulumi (DNS zone and mode, and per region the ALB, its listener
+    and target group, the ASG and the Route 53 health check)."""
+    glob = dict(global_outputs or {})
+    checks = dict(glob.get("health_check_ids") or {})
+    regions: dict[str, Any] = {}
+    for region in dep.regions:
+        out = regional.get(region.name)
+        if not out:
+            continue
+        regions[region.name] = {
+            "aws_region": str(out.get("aws_region") or region.aws_region),
+            "alb_dns_name": str(out["alb_dns_name"]),
+            "alb_zone_id": str(out.get("alb_zone_id") or ""),
+            "health_check_id": checks.get(region.name),
+            "asg_name": out.get("asg_name"),
+            "target_group_arn": out.get("target_group_arn"),
+            "https_listener_arn": out.get("https_listener_arn"),
+            "hosts": int(out.get("hosts") or region.hosts),
+            "standby": region.standby.value,
+        }
+    return {"version": 1, "zone": dep.dns.zone, "zone_id": glob.get("zone_id"),
+            "record": dep.dns.record, "ttl": dep.dns.ttl,
+            "mode": route53_mode(str(glob.get("mode") or settings.mode), len(regions)),
+            "checker_regions": list(settings.health_checker_regions), "regions": regions}
+
+
 def no_hosts(_region: str, _aws_region: str, _key: str, _value: str) -> list[Host]:
     return []
 
@@ -454,6 +493,7 @@ class AwsTarget:
         report.stacks.extend(results[r] for r in regions)
         report.stacks.append(self._update_global(now, report))
         report.topology = self.topology(now, report.stacks[-1].outputs)
+        report.operate = operate_doc(self.dep, self.settings, now, report.stacks[-1].outputs)
         return report
 
     def _update_global(self, outputs: Mapping[str, Mapping[str, Any] | None],

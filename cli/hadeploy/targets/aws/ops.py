@@ -1,0 +1,255 @@
+"""What a failover does to an AWS region: prepare a target, fence an old primary.
+
+- **prepare** (warm/cold target): scale its Auto Scaling group to full size (MinSize and
+  DesiredCapacity = the region's hosts), lift its fence, wait until the target group has
+  at least one healthy target.
+- **fence**: the region's HTTPS listener gets two rules in front of its default action —
+  priority 1 forwards ``GET``/``HEAD`` (``http-request-method`` condition) to the target
+  group, priority 2 answers every other request with a fixed 503. Reads keep working,
+  writes are refused. (An ALB condition cannot be negated and takes at most 5 values, so
+  "everything but GET/HEAD" is the second rule catching what the first one did not.)
+  **unfence** deletes both rules.
+
+Like the lab, the intent is recorded in the state first (``regions.json``), then applied.
+A region whose API cannot be reached (the region may be burning) is reported as a string,
+never raised: a dead region takes no writes anyway, and ``watch`` re-applies the fence
+when it comes back.
+
+Also here: Route 53's health checkers as vantage points (:class:`Route53Checkers`), one
+vote per checker region.
+
+boto3 is imported inside functions only (``hadeploy failover`` must start fast), and this
+module never imports pulumi.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hadeploy.config import Deployment
+from hadeploy.health import ProbeResult
+from hadeploy.quorum import LocalVantage, Vote
+from hadeploy.state import StateDir
+from hadeploy.topology import RegionTopology, Topology
+
+FENCE_BODY = "hadeploy: this region is fenced (read-only); writes go to the active region"
+READ_METHODS = ["GET", "HEAD"]
+READ_PRIORITY, FENCE_PRIORITY = 1, 2
+ClientFactory = Callable[[str, str, float], Any]  # (service, aws_region, timeout) -> client
+
+
+def boto3_client_factory(endpoint_url: str | None = None) -> ClientFactory:
+    def make(service: str, aws_region: str, timeout: float) -> Any:
+        import boto3  # type: ignore[import-not-found,import-untyped]
+        from botocore.config import Config  # type: ignore[import-not-found,import-untyped]
+
+        config = Config(retries={"max_attempts": 2}, connect_timeout=max(1.0, timeout),
+                        read_timeout=max(1.0, timeout))
+        return boto3.session.Session().client(service, region_name=aws_region,
+                                              endpoint_url=endpoint_url, config=config)
+    return make
+
+
+def _why(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error", {})
+        return f"{err.get('Code', type(exc).__name__)}: {err.get('Message', '')}".strip(": ")
+    return f"{type(exc).__name__}: {exc}".strip(": ")
+
+
+def _is_fence_rule(rule: dict[str, Any]) -> bool:
+    """One of the two rules :meth:`AwsRegionOps.fence` adds (found again by content)."""
+    for action in rule.get("Actions", []):
+        if (action.get("FixedResponseConfig") or {}).get("MessageBody") == FENCE_BODY:
+            return True
+    if str(rule.get("Priority")) != str(READ_PRIORITY):
+        return False
+    return any(c.get("Field") == "http-request-method"
+               and sorted((c.get("HttpRequestMethodConfig") or {}).get("Values", []))
+               == sorted(READ_METHODS) for c in rule.get("Conditions", []))
+
+
+class AwsRegionOps:
+    """:class:`hadeploy.failover.RegionOps` for the aws target (``<state>/aws.json``)."""
+
+    # New instances of a cold region boot, run cloud-init and pass the ALB's health check:
+    # minutes, not seconds (the engine reads this; the lab's default is 60 s).
+    prepare_timeout = 600.0
+
+    def __init__(self, dep: Deployment, state: StateDir, doc: dict[str, Any],
+                 client_factory: ClientFactory | None = None,
+                 endpoint_url: str | None = None, poll: float = 5.0) -> None:
+        self.dep, self.state, self.doc = dep, state, doc
+        self.clients = client_factory or boto3_client_factory(endpoint_url)
+        self.poll = poll
+
+    def _region(self, name: str) -> dict[str, Any]:
+        return dict((self.doc.get("regions") or {}).get(name) or {})
+
+    def _client(self, service: str, region: RegionTopology, timeout: float) -> Any:
+        return self.clients(service, str(self._region(region.name).get("aws_region")), timeout)
+
+    # -- fence -------------------------------------------------------------------------
+
+    def _fence_rules(self, elb: Any, listener: str) -> list[dict[str, Any]]:
+        rules = elb.describe_rules(ListenerArn=listener)["Rules"]
+        return [r for r in rules if not r.get("IsDefault") and _is_fence_rule(r)]
+
+    def fence(self, region: RegionTopology, timeout: float) -> str:
+        self.state.set_region_flag("fenced", region.name, True)
+        info = self._region(region.name)
+        listener, group = info.get("https_listener_arn"), info.get("target_group_arn")
+        if not listener or not group:
+            return ("recorded as fenced; not applied: aws.json has no HTTPS listener / target "
+                    "group for this region (run 'hadeploy up' again)")
+        try:
+            elb = self._client("elbv2", region, timeout)
+            have = self._fence_rules(elb, listener)
+            priorities = {int(r["Priority"]) for r in have}
+            if READ_PRIORITY not in priorities:
+                elb.create_rule(
+                    ListenerArn=listener, Priority=READ_PRIORITY,
+                    Conditions=[{"Field": "http-request-method",
+                                 "HttpRequestMethodConfig": {"Values": READ_METHODS}}],
+                    Actions=[{"Type": "forward", "TargetGroupArn": group}])
+            if FENCE_PRIORITY not in priorities:
+                elb.create_rule(
+                    ListenerArn=listener, Priority=FENCE_PRIORITY,
+                    Conditions=[{"Field": "path-pattern",
+                                 "PathPatternConfig": {"Values": ["*"]}}],
+                    Actions=[{"Type": "fixed-response", "FixedResponseConfig": {
+                        "StatusCode": "503", "ContentType": "text/plain",
+                        "MessageBody": FENCE_BODY}}])
+        except Exception as exc:  # a burning region: report, never raise
+            return f"unreachable, recorded as fenced ({_why(exc)})"
+        if len(priorities) == 2:
+            return "already fenced (listener rules answer 503 to all but GET/HEAD)"
+        return "fenced (listener rules answer 503 to all but GET/HEAD)"
+
+    def unfence(self, region: RegionTopology, timeout: float) -> str | None:
+        """Delete the fence rules; None when done, else why not."""
+        listener = self._region(region.name).get("https_listener_arn")
+        if not listener:
+            return "aws.json has no HTTPS listener for this region"
+        try:
+            elb = self._client("elbv2", region, timeout)
+            for rule in self._fence_rules(elb, listener):
+                elb.delete_rule(RuleArn=rule["RuleArn"])
+        except Exception as exc:
+            return _why(exc)
+        return None
+
+    # -- prepare -----------------------------------------------------------------------
+
+    def prepare(self, region: RegionTopology, timeout: float) -> list[str]:
+        actions: list[str] = []
+        info = self._region(region.name)
+        scaled = False
+        if region.standby in ("warm", "cold"):
+            hosts = int(info.get("hosts") or 1)
+            try:
+                asg = self._client("autoscaling", region, min(timeout, 10.0))
+                group = asg.describe_auto_scaling_groups(
+                    AutoScalingGroupNames=[str(info.get("asg_name"))])["AutoScalingGroups"]
+                if not group:
+                    raise LookupError(f"no Auto Scaling group {info.get('asg_name')}")
+                g = group[0]
+                if int(g["MinSize"]) < hosts or int(g["DesiredCapacity"]) < hosts:
+                    asg.update_auto_scaling_group(
+                        AutoScalingGroupName=str(info["asg_name"]), MinSize=hosts,
+                        DesiredCapacity=hosts, MaxSize=max(hosts, int(g["MaxSize"])))
+                    actions.append(f"scaled {info['asg_name']} of {region.name} to {hosts} "
+                                   "host(s)")
+                    scaled = True
+                self.state.set_region_flag("promoted", region.name, True)
+            except Exception as exc:
+                actions.append(f"could not scale up {region.name}: {_why(exc)}")
+        if region.fenced:
+            failure = self.unfence(region, min(timeout, 10.0))
+            if failure is None:
+                self.state.set_region_flag("fenced", region.name, False)
+                actions.append(f"lifted the fence of {region.name}")
+            else:
+                actions.append(f"could not lift the fence of {region.name}: {failure}")
+        if scaled or region.fenced or region.standby in ("warm", "cold"):
+            actions.append(self._wait_healthy_target(region, timeout))
+        return actions
+
+    def target_health(self, region: RegionTopology, timeout: float) -> dict[str, str]:
+        """Instance id → the ALB's view of it (healthy, initial, unhealthy, …)."""
+        group = self._region(region.name).get("target_group_arn")
+        if not group:
+            return {}
+        elb = self._client("elbv2", region, timeout)
+        found = elb.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+        return {str(t["Target"]["Id"]): str(t["TargetHealth"]["State"]) for t in found}
+
+    def _wait_healthy_target(self, region: RegionTopology, timeout: float) -> str:
+        start = time.monotonic()
+        last = "no answer"
+        while True:
+            try:
+                states = self.target_health(region, min(timeout, 10.0))
+                healthy = sum(1 for s in states.values() if s == "healthy")
+                if healthy:
+                    return (f"{region.name} serving: {healthy}/{len(states)} healthy target(s) "
+                            f"after {time.monotonic() - start:.1f} s")
+                last = f"{len(states)} target(s), none healthy"
+            except Exception as exc:
+                last = _why(exc)
+            if time.monotonic() - start >= timeout:
+                return f"{region.name} has no healthy target after {timeout:.0f} s ({last})"
+            time.sleep(self.poll)
+
+
+# --- Route 53's health checkers as vantage points --------------------------------------
+
+class Route53Checkers:
+    """Votes from Route 53's health checkers (``GetHealthCheckStatus``): one vote per
+    checker region and hadeploy region, ok when most of that region's checkers last saw
+    the endpoint succeed. Consecutive counts are kept across rounds, like this machine's
+    own vantage point. No answer (API unreachable, no health check): no vote."""
+
+    def __init__(self, doc: dict[str, Any], client_factory: ClientFactory | None = None,
+                 endpoint_url: str | None = None, timeout: float = 3.0) -> None:
+        self.doc = doc
+        self.clients = client_factory or boto3_client_factory(endpoint_url)
+        self.timeout = timeout
+        self._vantages: dict[str, LocalVantage] = {}
+        self._client: Any = None
+
+    def observations(self, health_check_id: str) -> dict[str, list[bool]]:
+        if self._client is None:
+            self._client = self.clients("route53", "us-east-1", self.timeout)
+        resp = self._client.get_health_check_status(HealthCheckId=health_check_id)
+        seen: dict[str, list[bool]] = {}
+        for obs in resp.get("HealthCheckObservations", []):
+            status = str((obs.get("StatusReport") or {}).get("Status", ""))
+            seen.setdefault(str(obs.get("Region", "?")), []).append(
+                status.startswith("Success"))
+        return seen
+
+    def __call__(self, topo: Topology) -> list[Vote]:
+        votes: list[Vote] = []
+        now = time.time()
+        for region in topo.regions:
+            check = ((self.doc.get("regions") or {}).get(region.name) or {}).get(
+                "health_check_id")
+            if not check:
+                continue
+            try:
+                seen = self.observations(str(check))
+            except Exception:  # noqa: S112 - an observer that cannot be asked does not vote
+                continue
+            for checker, results in sorted(seen.items()):
+                ok = sum(results) * 2 > len(results)
+                name = f"route53@{checker}"
+                vantage = self._vantages.setdefault(name, LocalVantage(name))
+                result = ProbeResult(f"route53:{check}", ok, None, 0.0,
+                                     None if ok else f"{len(results) - sum(results)}/"
+                                     f"{len(results)} checkers report a failure")
+                votes.append(vantage.observe(region.name, result, now))
+        return votes
