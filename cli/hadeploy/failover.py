@@ -44,6 +44,9 @@ JOURNAL = "failover-journal.json"
 class RegionOps(Protocol):
     """What a target can do to one region during a failover (lab: podman + haproxy)."""
 
+    # Seconds ``prepare`` may wait for a started standby (lab: 60; aws: instances boot).
+    prepare_timeout: float
+
     def prepare(self, region: RegionTopology, timeout: float) -> list[str]: ...
 
     def fence(self, region: RegionTopology, timeout: float) -> str: ...
@@ -199,7 +202,7 @@ def _run_phases(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvid
                 extra_votes: ExtraVotes | None = None) -> None:
     t = time.monotonic()
     # A cold AWS region needs minutes to boot instances: the target says how long to wait.
-    out.actions += ops.prepare(target, timeout=float(getattr(ops, "prepare_timeout", 60.0)))
+    out.actions += ops.prepare(target, timeout=ops.prepare_timeout)
     out.phases["prepare"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -236,7 +239,7 @@ def _run_phases(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvid
     out.phases["dns"] = time.monotonic() - t
     t = time.monotonic()
     dns.wait_visible(topo.dns.record, [target.vip],
-                     timeout=float(getattr(dns, "verify_timeout", 10.0)))
+                     timeout=dns.verify_timeout)
     out.dns_after = [target.vip]
     out.phases["verify"] = time.monotonic() - t
     log(f"{topo.dns.fqdn} now answers {target.vip} ({target.name}); verified on "

@@ -20,6 +20,8 @@ EAST, WEST = TOPO.region("east").vip, TOPO.region("west").vip
 
 
 class FakeDns:
+    verify_timeout = 10.0
+
     def __init__(self, answer: list[str], crash_on_replace: bool = False) -> None:
         self.answer, self.crash, self.replaced = answer, crash_on_replace, 0
 
@@ -38,6 +40,8 @@ class FakeDns:
 
 
 class FakeOps:
+    prepare_timeout = 60.0
+
     def __init__(self) -> None:
         self.calls: list[str] = []
 

@@ -6,8 +6,8 @@ from typing import Protocol
 
 
 class DnsProvider(Protocol):
-    """Providers also carry ``verify_timeout`` (seconds a failover waits in
-    ``wait_visible``): read with ``getattr(dns, "verify_timeout", 10.0)``."""
+    # Seconds a failover waits in ``wait_visible`` (RFC 2136: 10; Route 53: 120).
+    verify_timeout: float
 
     def read(self, record: str) -> list[str]:
         """What the authoritative servers answer for ``record`` now ([] if nothing)."""

@@ -37,6 +37,7 @@ s.recv(4096)
 
 
 class LabRegionOps:
+    prepare_timeout = 60.0  # start + boot + health of standby containers: seconds
     def __init__(self, dep: Deployment, state: StateDir, topo: Topology) -> None:
         self.dep, self.state, self.topo = dep, state, topo
 
