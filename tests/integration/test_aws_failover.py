@@ -18,15 +18,11 @@ shown to pass, never to wait.
 from __future__ import annotations
 
 import json
-import logging
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import moto.server as moto_server
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
@@ -36,6 +32,7 @@ from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import ProbeResult
 from hadeploy.state import StateDir
 from tests.conftest import run_cli
+from tests.integration.conftest import fake_aws_env
 
 ZONE = "hadeploy.test"
 REGIONS = {"east": "us-east-1", "west": "eu-west-1"}
@@ -50,42 +47,6 @@ aws:
   account_id: "123456789012"
   certificate_arns: {{east: "{east}", west: "{west}"}}
 """
-AWS_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-           "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-           "https_proxy")
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with pytest.MonkeyPatch.context() as mp:
-        for name in AWS_ENV:
-            mp.delenv(name, raising=False)
-        for name, value in fake_aws_env().items():
-            mp.setenv(name, value)
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
-
-
-def fake_aws_env() -> dict[str, str]:
-    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-            "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-@pytest.fixture
-def url(moto_url: str) -> str:
-    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        assert resp.status == 200
-    return moto_url
 
 
 def client(url: str, service: str, region: str = "us-east-1") -> Any:

@@ -9,15 +9,11 @@ Stubber on a client of the same shape.
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import moto.server as moto_server
 import pytest
 from botocore.stub import Stubber
 
@@ -29,37 +25,6 @@ EU = Endpoint("hadeploy-eu-1234.eu-west-1.elb.amazonaws.com", "Z32O12XQLNTSW2")
 US = Endpoint("hadeploy-us-5678.us-east-1.elb.amazonaws.com", "Z35SXDOTRQ7X7K")
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                     "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-                     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "HTTP_PROXY", "HTTPS_PROXY",
-                     "http_proxy", "https_proxy"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def url(moto_url: str) -> str:
-    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        assert resp.status == 200
-    return moto_url
 
 
 @pytest.fixture
