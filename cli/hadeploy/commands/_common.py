@@ -95,11 +95,14 @@ def _select_regions(dep: Any, names: list[str]) -> Any:
     return parse(data, "--regions")
 
 
-def confirm(question: str, yes: bool) -> None:
-    """Ask on a terminal; refuse (not guess) when nobody can answer."""
+def confirm(question: str, yes: bool, *, proceed_without_tty: bool = False) -> None:
+    """Ask on a terminal. When nobody can answer: refuse (not guess), unless the command
+    is made for scripts and outages (failover), where no terminal means proceed."""
     if yes:
         return
     if not sys.stdin.isatty():
+        if proceed_without_tty:
+            return
         raise HadeployError(f"{question} needs confirmation and stdin is not a terminal",
                             hint="pass --yes to confirm non-interactively",
                             code=ExitCode.REFUSED)

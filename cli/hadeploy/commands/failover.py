@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import typer
@@ -14,6 +13,7 @@ from hadeploy.commands._common import (
     JsonOpt,
     StateDirOpt,
     YesOpt,
+    confirm,
     resolve,
     stderr_console,
 )
@@ -63,31 +63,28 @@ def failback(
 
     Example:  hadeploy failback --reason "east repaired" --yes
     """
-    dep, _state = resolve(config, None, deployment, state_dir)
-    _run(dep.primary.name, reason or "manual failback", dry_run, yes, force, json_out, config,
+    _run(None, reason or "manual failback", dry_run, yes, force, json_out, config,
          deployment, state_dir, "failback")
 
 
-def _run(to: str, reason: str, dry_run: bool, yes: bool, force: bool, json_out: bool,
+def _run(to: str | None, reason: str, dry_run: bool, yes: bool, force: bool, json_out: bool,
          config: Any, deployment: str | None, state_dir: Any, operation: str) -> None:
     from hadeploy import failover as fo
     from hadeploy.operate import for_deployment, require_built
 
     dep, state = resolve(config, None, deployment, state_dir)
+    to = to or dep.primary.name  # failback: back to the configured primary
     require_built(dep, state)
     op = for_deployment(dep, state)
     console = stderr_console()
     topo = op.topology()
 
-    def confirm(question: str) -> None:
-        if yes or not sys.stdin.isatty():
-            return
-        if not typer.confirm(question, default=False, err=True):
-            raise HadeployError("aborted; nothing was changed", code=ExitCode.ABORTED)
+    def ask(question: str) -> None:
+        confirm(question, yes, proceed_without_tty=True)
 
     try:
         out = fo.failover(dep, topo, state, op.dns(topo), op.ops(topo), to=to, reason=reason,
-                          force=force, dry_run=dry_run, confirm=confirm,
+                          force=force, dry_run=dry_run, confirm=ask,
                           log=lambda m: console.print(f"[dim]·[/] {m}"), operation=operation,
                           extra_votes=op.extra_votes)
     except HadeployError as exc:

@@ -48,13 +48,13 @@ def watch(
                            log=lambda m: console.print(f"[dim]·[/] {m}"),
                            extra_votes=op.extra_votes)
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     def refence(region: str) -> str:
         topo = topology()
         return op.ops(topo).fence(topo.region(region), timeout=5)
 
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     watcher = Watcher(dep, state, topology, do_failover, read_active,
                       log=lambda m: console.print(f"watch: {m}"), refence=refence,
                       extra_votes=op.extra_votes)
