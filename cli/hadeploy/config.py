@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hadeploy.errors import ExitCode, HadeployError
-from hadeploy.infra.settings import AwsSettings
 
 DEFAULT_CONFIG = "hadeploy.yaml"
 NAME_RE = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$"
@@ -141,6 +140,97 @@ class LabConfig(_Model):
     @classmethod
     def _subnet(cls, v: str) -> str:
         return RegionConfig._subnet(v) or v
+
+
+# --- the aws: section (target aws only) -------------------------------------------------
+
+# Debian 12 (the lab's distribution, so the same roles apply), published by Debian in SSM.
+DEBIAN_AMI = "resolve:ssm:/aws/service/debian/release/bookworm/latest/amd64"
+# Route 53 health checkers live in these regions only.
+ROUTE53_CHECKER_REGIONS = frozenset({
+    "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
+    "ap-northeast-1", "sa-east-1"})
+CERT_ARN_RE = r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):(\d{12}):certificate/[A-Za-z0-9-]+$"
+VAULT_ARN_RE = r"^arn:aws[a-z-]*:backup:([a-z0-9-]+):(\d{12}):backup-vault:[A-Za-z0-9_.-]+$"
+
+
+class AwsBackup(_Model):
+    schedule: str = "cron(0 3 * * ? *)"  # AWS Backup cron, UTC
+    retention_days: Annotated[int, Field(ge=1, le=36500)] = 35
+    copy_retention_days: Annotated[int | None, Field(ge=1, le=36500)] = None
+    # Per region: copy into this vault instead of the peer region's hadeploy vault.
+    copy_vault_arns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        if not re.match(r"^(cron|rate)\(.+\)$", v):
+            raise ValueError(f"'{v}' is not an AWS schedule expression such as "
+                             "'cron(0 3 * * ? *)'")
+        return v
+
+    @field_validator("copy_vault_arns")
+    @classmethod
+    def _vaults(cls, v: dict[str, str]) -> dict[str, str]:
+        for region, arn in v.items():
+            if not re.match(VAULT_ARN_RE, arn):
+                raise ValueError(f"copy_vault_arns.{region}: '{arn}' is not a backup vault "
+                                 "ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>)")
+        return v
+
+
+class AwsSettings(_Model):
+    """What only the AWS target needs. Region keys are hadeploy region names."""
+
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
+    certificate_arns: dict[str, str] = Field(default_factory=dict)
+    instance_type: str = "t3.small"
+    ami: str = DEBIAN_AMI
+    root_device: str = "/dev/xvda"
+    az_count: Annotated[int, Field(ge=2, le=6)] = 3
+    vpc_cidrs: dict[str, str] = Field(default_factory=dict)
+    mode: Literal["active-passive", "active-weighted"] = "active-passive"
+    zone_id: Annotated[str | None, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] = None
+    peers: dict[str, str] = Field(default_factory=dict)
+    backup: AwsBackup = AwsBackup()
+    health_checker_regions: Annotated[list[str], Field(min_length=3)] = Field(
+        default_factory=lambda: ["us-east-1", "eu-west-1", "ap-southeast-1"])
+    efs_replication: bool = True
+    s3_replication: bool = True
+    bucket_prefix: str | None = None
+    deletion_protection: bool = False
+    pulumi_org: str = "organization"  # self-managed backends; your org on Pulumi Cloud
+    backend_url: str | None = None  # e.g. s3://my-state-bucket; default: `pulumi login`
+    secrets_provider: str | None = None  # e.g. awskms://alias/hadeploy; default: backend's
+    parallel: Annotated[int, Field(ge=1, le=20)] = 4  # regional stacks updated at once
+
+    @field_validator("certificate_arns")
+    @classmethod
+    def _certs(cls, v: dict[str, str]) -> dict[str, str]:
+        for region, arn in v.items():
+            if not re.match(CERT_ARN_RE, arn):
+                raise ValueError(f"certificate_arns.{region}: '{arn}' is not an ACM "
+                                 "certificate ARN (arn:aws:acm:<region>:<account>:"
+                                 "certificate/<id>)")
+        return v
+
+    @field_validator("vpc_cidrs")
+    @classmethod
+    def _cidrs(cls, v: dict[str, str]) -> dict[str, str]:
+        for region, cidr in v.items():
+            net = ipaddress.IPv4Network(cidr, strict=True)
+            if not 16 <= net.prefixlen <= 20 or not net.is_private:
+                raise ValueError(f"vpc_cidrs.{region}: '{cidr}' must be a private /16../20")
+        return v
+
+    @field_validator("health_checker_regions")
+    @classmethod
+    def _checkers(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if r not in ROUTE53_CHECKER_REGIONS]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not Route 53 health checker regions "
+                             f"(use {', '.join(sorted(ROUTE53_CHECKER_REGIONS))})")
+        return v
 
 
 class Deployment(_Model):

@@ -6,7 +6,7 @@ globally: a zone, one health check per region, PRIMARY/SECONDARY failover aliase
 the state files are written by the same functions ``up`` uses (``AwsTarget.topology``,
 ``operate_doc``). Then the real CLI runs as a subprocess with ``AWS_ENDPOINT_URL``.
 
-What moto cannot show (see LAB-NOTES.md) is not relied on: the ALB's DNS name does not
+What moto cannot show is not relied on: the ALB's DNS name does not
 resolve, so this machine's HTTPS probe always fails — the CLI tests pass ``--force``
 (audited as forced) and switch Route 53's checker votes off (``HADEPLOY_ROUTE53_VOTES=0``:
 moto's GetHealthCheckStatus is static); the in-process tests inject the probe results

@@ -1,6 +1,6 @@
 """Route53Provider against moto's real HTTP server (no AWS account, no network).
 
-Relies only on what moto models faithfully (see LAB-NOTES.md): zones, health checks,
+Relies only on what moto models faithfully: zones, health checks,
 failover alias records, UPSERT batches, simple paging, error codes. Not on GetChange
 timing, health-check status or DELETE with a SetIdentifier. Error paths that moto cannot
 produce (AccessDenied, expired tokens, a looping or endless paginator) use botocore's

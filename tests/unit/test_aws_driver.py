@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from hadeploy.config import Deployment
+from hadeploy.config import AwsSettings, Deployment
 from hadeploy.errors import ExitCode, HadeployError
-from hadeploy.infra.settings import AwsSettings, check_deployment, load_stack_config
+from hadeploy.infra.settings import check_deployment, load_stack_config
 from hadeploy.targets.aws.driver import (
     AwsTarget,
     PulumiWorkspace,

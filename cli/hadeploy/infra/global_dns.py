@@ -13,11 +13,10 @@ from typing import Any
 import pulumi  # noqa: TID253 - hadeploy.infra is only imported by the AWS target
 import pulumi_aws as aws  # noqa: TID253
 
-from hadeploy.config import Deployment
+from hadeploy.config import AwsSettings, Deployment
 from hadeploy.infra.dns import DnsTarget, GlobalDns, GlobalDnsArgs
 from hadeploy.infra.settings import (
     TAG_DEPLOYMENT,
-    AwsSettings,
     GlobalPlan,
     plan_global,
     settings_of,

@@ -15,14 +15,13 @@ from typing import Any
 import pulumi  # noqa: TID253 - hadeploy.infra is only imported by the AWS target
 import pulumi_aws as aws  # noqa: TID253
 
-from hadeploy.config import Deployment
+from hadeploy.config import AwsSettings, Deployment
 from hadeploy.infra.backups import Backups, BackupsArgs
 from hadeploy.infra.cluster import AppCluster, AppClusterArgs
 from hadeploy.infra.network import Network, NetworkArgs
 from hadeploy.infra.settings import (
     CONFIG_NAMESPACE,
     TAG_HOSTS,
-    AwsSettings,
     RegionPlan,
     load_stack_config,
     plan_region,

@@ -1,6 +1,7 @@
-"""The ``aws:`` section of ``hadeploy.yaml`` and everything the AWS target derives from it.
+"""Everything the AWS target derives from the ``aws:`` section of ``hadeploy.yaml`` (whose
+schema, :class:`hadeploy.config.AwsSettings`, is part of the desired-state model).
 
-Pure Python (pydantic only): the CLI can validate an AWS deployment, and the driver can
+Pure Python: the CLI can validate an AWS deployment, and the driver can
 plan its stacks, without importing pulumi. The Pulumi programs receive a
 :class:`RegionPlan` / :class:`GlobalPlan`; every name and ARN that crosses a region
 boundary (the peer's backup vault, the peer's artifacts bucket) is computed here from
@@ -13,115 +14,25 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
+from hadeploy.config import (
+    CERT_ARN_RE,
+    AwsSettings,
+    Deployment,
+    RegionConfig,
+)
 from hadeploy.errors import ExitCode, HadeployError
-
-if TYPE_CHECKING:  # hadeploy.config imports AwsSettings from here: no import cycle at runtime
-    from hadeploy.config import Deployment, RegionConfig
 
 REGIONAL_PROJECT = "hadeploy-regional"
 GLOBAL_PROJECT = "hadeploy-global"
 CONFIG_NAMESPACE = "hadeploy"
-# Debian 12 (the lab's distribution, so the same roles apply), published by Debian in SSM.
-DEBIAN_AMI = "resolve:ssm:/aws/service/debian/release/bookworm/latest/amd64"
-# Route 53 health checkers live in these regions only.
-ROUTE53_CHECKER_REGIONS = frozenset({
-    "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
-    "ap-northeast-1", "sa-east-1"})
 TAG_DEPLOYMENT = "hadeploy:deployment"
 TAG_REGION = "hadeploy:region"
 TAG_HOSTS = "hadeploy:hosts"  # on app instances: "<deployment>-<region>" (Ansible inventory)
 TAG_STANDBY = "hadeploy:standby"
 TAG_TIER = "hadeploy:tier"  # "alb" | "app" | "storage" on security groups
 TAG_BACKUP = "hadeploy:backup"  # AWS Backup selects what carries "<deployment>-<region>"
-CERT_ARN_RE = r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):(\d{12}):certificate/[A-Za-z0-9-]+$"
-VAULT_ARN_RE = r"^arn:aws[a-z-]*:backup:([a-z0-9-]+):(\d{12}):backup-vault:[A-Za-z0-9_.-]+$"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AwsBackup(_Model):
-    schedule: str = "cron(0 3 * * ? *)"  # AWS Backup cron, UTC
-    retention_days: Annotated[int, Field(ge=1, le=36500)] = 35
-    copy_retention_days: Annotated[int | None, Field(ge=1, le=36500)] = None
-    # Per region: copy into this vault instead of the peer region's hadeploy vault.
-    copy_vault_arns: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v: str) -> str:
-        if not re.match(r"^(cron|rate)\(.+\)$", v):
-            raise ValueError(f"'{v}' is not an AWS schedule expression such as "
-                             "'cron(0 3 * * ? *)'")
-        return v
-
-    @field_validator("copy_vault_arns")
-    @classmethod
-    def _vaults(cls, v: dict[str, str]) -> dict[str, str]:
-        for region, arn in v.items():
-            if not re.match(VAULT_ARN_RE, arn):
-                raise ValueError(f"copy_vault_arns.{region}: '{arn}' is not a backup vault "
-                                 "ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>)")
-        return v
-
-
-class AwsSettings(_Model):
-    """What only the AWS target needs. Region keys are hadeploy region names."""
-
-    account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
-    certificate_arns: dict[str, str] = Field(default_factory=dict)
-    instance_type: str = "t3.small"
-    ami: str = DEBIAN_AMI
-    root_device: str = "/dev/xvda"
-    az_count: Annotated[int, Field(ge=2, le=6)] = 3
-    vpc_cidrs: dict[str, str] = Field(default_factory=dict)
-    mode: Literal["active-passive", "active-weighted"] = "active-passive"
-    zone_id: Annotated[str | None, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] = None
-    peers: dict[str, str] = Field(default_factory=dict)
-    backup: AwsBackup = AwsBackup()
-    health_checker_regions: Annotated[list[str], Field(min_length=3)] = Field(
-        default_factory=lambda: ["us-east-1", "eu-west-1", "ap-southeast-1"])
-    efs_replication: bool = True
-    s3_replication: bool = True
-    bucket_prefix: str | None = None
-    deletion_protection: bool = False
-    pulumi_org: str = "organization"  # self-managed backends; your org on Pulumi Cloud
-    backend_url: str | None = None  # e.g. s3://my-state-bucket; default: `pulumi login`
-    secrets_provider: str | None = None  # e.g. awskms://alias/hadeploy; default: backend's
-    parallel: Annotated[int, Field(ge=1, le=20)] = 4  # regional stacks updated at once
-
-    @field_validator("certificate_arns")
-    @classmethod
-    def _certs(cls, v: dict[str, str]) -> dict[str, str]:
-        for region, arn in v.items():
-            if not re.match(CERT_ARN_RE, arn):
-                raise ValueError(f"certificate_arns.{region}: '{arn}' is not an ACM "
-                                 "certificate ARN (arn:aws:acm:<region>:<account>:"
-                                 "certificate/<id>)")
-        return v
-
-    @field_validator("vpc_cidrs")
-    @classmethod
-    def _cidrs(cls, v: dict[str, str]) -> dict[str, str]:
-        for region, cidr in v.items():
-            net = ipaddress.IPv4Network(cidr, strict=True)
-            if not 16 <= net.prefixlen <= 20 or not net.is_private:
-                raise ValueError(f"vpc_cidrs.{region}: '{cidr}' must be a private /16../20")
-        return v
-
-    @field_validator("health_checker_regions")
-    @classmethod
-    def _checkers(cls, v: list[str]) -> list[str]:
-        bad = [r for r in v if r not in ROUTE53_CHECKER_REGIONS]
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: not Route 53 health checker regions "
-                             f"(use {', '.join(sorted(ROUTE53_CHECKER_REGIONS))})")
-        return v
 
 
 # --- derived plan (what the programs build) ---------------------------------------------
@@ -209,40 +120,20 @@ class GlobalPlan:
         return f"{self.deployment}-global"
 
 
-def settings_of(dep: Deployment, raw: Any = None) -> AwsSettings:
-    """The deployment's ``aws:`` section (``Deployment.aws`` once that field exists)."""
-    value = raw if raw is not None else getattr(dep, "aws", None)
-    if isinstance(value, AwsSettings):
-        return value
-    if value is None:
+def settings_of(dep: Deployment) -> AwsSettings:
+    """The deployment's ``aws:`` section."""
+    if dep.aws is None:
         raise HadeployError("target 'aws' needs an 'aws:' section in hadeploy.yaml",
                             hint="add at least 'aws: {account_id: \"123456789012\", "
                             "certificate_arns: {<region>: <ACM ARN>}}' (docs/aws.md)",
                             code=ExitCode.BAD_INPUT)
-    try:
-        return AwsSettings.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise HadeployError(f"aws.{where}: {first['msg'].removeprefix('Value error, ')}",
-                            hint="see docs/aws.md for the 'aws:' section",
-                            code=ExitCode.BAD_INPUT) from None
+    return dep.aws
 
 
 def load_stack_config(raw: Mapping[str, Any]) -> tuple[Deployment, AwsSettings]:
-    """Parse the ``hadeploy:deployment`` stack config (hadeploy.yaml as an object).
-
-    Works whether or not ``Deployment`` has an ``aws`` field yet.
-    """
-    from hadeploy.config import Deployment
-
-    data = dict(raw)
-    if "aws" in Deployment.model_fields:
-        dep = Deployment.model_validate(data)
-        return dep, settings_of(dep)
-    aws_raw = data.pop("aws", None)
-    dep = Deployment.model_validate(data)
-    return dep, settings_of(dep, aws_raw)
+    """Parse the ``hadeploy:deployment`` stack config (hadeploy.yaml as an object)."""
+    dep = Deployment.model_validate(dict(raw))
+    return dep, settings_of(dep)
 
 
 def partition_of(aws_region: str) -> str:

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hadeploy.config import Deployment
+from hadeploy.config import AwsSettings, Deployment
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.infra.settings import (
     GLOBAL_PROJECT,
     REGIONAL_PROJECT,
-    AwsSettings,
     check_deployment,
     plan_region,
     settings_of,

@@ -2,7 +2,7 @@
 
 podman's global configuration is never touched: every call carries
 ``CONTAINERS_CONF`` pointing at the file shipped next to this module (cgroupfs,
-runc, file events logger: what works on cgroup-v1/hybrid hosts, see LAB-NOTES).
+runc, file events logger: what works on cgroup-v1/hybrid hosts without CAP_SYS_RESOURCE).
 """
 
 from __future__ import annotations
