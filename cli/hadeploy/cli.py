@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from hadeploy.commands import down, failover, init, plan, status, up, watch
+from hadeploy.commands import doctor, down, failover, init, plan, status, up, watch
 from hadeploy.errors import ExitCode, HadeployError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command(name="down")(down.down)
 app.command(name="failover")(failover.failover)
 app.command(name="failback")(failover.failback)
 app.command(name="watch")(watch.watch)
+app.command(name="doctor")(doctor.doctor)
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 podman's global configuration is never touched: every call carries
 ``CONTAINERS_CONF`` pointing at the file shipped next to this module (cgroupfs,
-runc, file events logger: what works on cgroup-v1/hybrid hosts without CAP_SYS_RESOURCE).
+runc, file events logger: what works on cgroup-v1/hybrid hosts without CAP_SYS_RESOURCE),
+or at ``$HADEPLOY_CONTAINERS_CONF`` when that is set (an override of the whole file,
+docs/doctor.md).
 """
 
 from __future__ import annotations
@@ -18,13 +20,34 @@ from typing import Any
 from hadeploy.errors import ExitCode, HadeployError
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
+CONTAINERS_CONF_ENV = "HADEPLOY_CONTAINERS_CONF"
 LABEL = "io.hadeploy.deployment"
+INIT_MISSING = "container-init binary not found"
+INIT_PACKAGE = "catatonit"
+
+
+def containers_conf() -> Path:
+    """The containers.conf every podman call uses: ``$HADEPLOY_CONTAINERS_CONF`` if set,
+    else the project's own file. podman reads only this file (not /etc/containers/)."""
+    override = os.environ.get(CONTAINERS_CONF_ENV)
+    return Path(override) if override else CONTAINERS_CONF
 
 
 def podman_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
+    env["CONTAINERS_CONF"] = str(containers_conf())
     return env
+
+
+def failure_hint(stderr: str) -> str:
+    """How to fix a failed podman call, from what podman said."""
+    if INIT_MISSING in stderr:
+        return (f"podman's container init ('--init') is missing: install it with 'apt-get "
+                f"install -y --no-install-recommends {INIT_PACKAGE}' (scripts/setup.sh does), "
+                f"or point init_path in {containers_conf()} at an existing init binary")
+    return ("run 'hadeploy doctor' to check this machine (podman, runtime, network backend, "
+            "container init); a stale object from an interrupted run is removed by "
+            "'hadeploy down --yes'")
 
 
 def require_podman() -> str:
@@ -32,8 +55,9 @@ def require_podman() -> str:
     if exe is None:
         raise HadeployError(
             "podman is not installed; the lab target runs every host as a podman container",
-            hint="run scripts/setup.sh (installs podman, runc, debootstrap, knot) or "
-            "'apt-get install -y podman runc debootstrap iptables'",
+            hint="run scripts/setup.sh (installs podman, runc, catatonit, debootstrap, "
+            "iptables) or 'apt-get install -y --no-install-recommends podman runc catatonit "
+            "containernetworking-plugins debootstrap iptables'",
             code=ExitCode.ENVIRONMENT,
         )
     return exe
@@ -51,8 +75,7 @@ def run(args: Sequence[str], *, check: bool = True, input_: bytes | None = None,
             errors="replace")
         raise HadeployError(
             f"podman {' '.join(args[:3])} failed (exit {proc.returncode}): {stderr.strip()[:800]}",
-            hint="check 'podman info'; a stale object from an interrupted run is removed by "
-            "'hadeploy down --yes'",
+            hint=failure_hint(stderr),
             code=ExitCode.ENVIRONMENT,
         )
     return proc  # type: ignore[return-value]
