@@ -2,7 +2,14 @@
 
 Everything downstream receives a ``Deployment``; nothing re-reads the file. Validation
 errors are turned into one message per problem naming the field (``regions[1].name``),
-what is wrong and how to fix it (:func:`load`, :class:`ConfigError`).
+what is wrong and how to fix it (:func:`load`, :class:`ConfigError`), quoting at most ~60
+characters of any value and listing at most :data:`MAX_PROBLEMS` problems.
+
+Every string that reaches a file, a command line or a resource name is checked with
+``re.fullmatch`` and ASCII-only classes (a ``$`` anchor accepts a trailing newline, a
+Unicode ``\\d`` Arabic-Indic digits). :func:`load` reads the file through
+:mod:`hadeploy.yamlload` (duplicate keys, alias bombs, deep nesting, FIFOs and oversized
+files are refused).
 """
 
 from __future__ import annotations
@@ -10,18 +17,64 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hadeploy.errors import ExitCode, HadeployError
+from hadeploy.yamlload import clip
 
 DEFAULT_CONFIG = "hadeploy.yaml"
-NAME_RE = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$"
-DNS_LABEL_RE = r"^(?!-)[a-z0-9-]{1,63}(?<!-)$"
+# Every pattern below is matched with re.fullmatch(..., re.ASCII) (see _full); the \A..\Z
+# anchors also keep a plain re.match() exact: '$' alone would accept a trailing newline.
+NAME_RE = r"\A[a-z](?:[a-z0-9-]{0,22}[a-z0-9])?\Z"
+DNS_LABEL_RE = r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z"
+AWS_REGION_RE = r"\A[a-z]{2}(?:-[a-z]{1,16}){1,3}-[0-9]{1,2}\Z"
+VERSION_RE = r"\A[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z"
+HEALTH_PATH_RE = r"\A/[A-Za-z0-9._~/-]{0,254}\Z"
 LAB_SUBNET_BASE = "10.91"
+RESERVED_REGION_NAMES = frozenset({"ctl"})  # hd-<deployment>-ctl is the control network
+MAX_PROBLEMS = 20  # a ConfigError lists at most this many problems ("and N more")
+
+NAME_HINT = ("use 1-24 characters: lowercase letters, digits and '-', starting with a letter "
+             "and not ending with '-' (it becomes part of container, network and stack names)")
+
+
+def _full(pattern: str, value: object) -> bool:
+    """``value`` is a string that matches ``pattern`` entirely (ASCII classes only)."""
+    return isinstance(value, str) and re.fullmatch(pattern, value, re.ASCII) is not None
+
+
+def _q(value: object) -> str:
+    """A value as error messages quote it: ``repr``, at most about 60 characters."""
+    return clip(value)
+
+
+class _Invalid(ValueError):
+    """A field value is wrong; carries the fix (shown as the hint)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def _checked(pattern: str, what: str, hint: str) -> Callable[[str], str]:
+    def check(v: str) -> str:
+        if not _full(pattern, v):
+            raise _Invalid(f"{_q(v)} is not {what}", hint)
+        return v
+    return check
 
 
 class Target(StrEnum):
@@ -41,35 +94,135 @@ class Standby(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False,
+                              allow_inf_nan=False)
 
 
-Name = Annotated[str, Field(pattern=NAME_RE)]
+def _name_problem(value: object, what: str) -> tuple[str, str] | None:
+    if not _full(NAME_RE, value):
+        return f"{_q(value)} is not a valid {what} name", NAME_HINT
+    if what == "region" and value in RESERVED_REGION_NAMES:
+        return (f"{_q(value)} is reserved: the lab's control network is "
+                f"hd-<deployment>-{value}", "give the region another name")
+    return None
+
+
+def validate_name(value: str, what: str) -> str:
+    """``value`` if it is a valid ``what`` name (``what``: "deployment" or "region"; a
+    region also may not take a reserved name such as 'ctl'), else a HadeployError (exit 2)
+    naming the rule. For names given on the command line (``-d NAME``)."""
+    problem = _name_problem(value, "region" if what.startswith("region") else what)
+    if problem:
+        message, hint = problem
+        raise HadeployError(message, hint=hint, code=ExitCode.BAD_INPUT)
+    return value
+
+
+def _deployment_name(v: str) -> str:
+    problem = _name_problem(v, "deployment")
+    if problem:
+        raise _Invalid(*problem)
+    return v
+
+
+def _region_name(v: str) -> str:
+    problem = _name_problem(v, "region")
+    if problem:
+        raise _Invalid(*problem)
+    return v
+
+
+def _region_key(v: str) -> str:
+    problem = _name_problem(v, "region")
+    if problem:
+        raise _Invalid(problem[0], "keys here are hadeploy region names (regions[].name)")
+    return v
+
+
+Name = Annotated[str, AfterValidator(_deployment_name)]
+RegionName = Annotated[str, AfterValidator(_region_name)]
+RegionKey = Annotated[str, AfterValidator(_region_key)]
+
+_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12",
+                                                    "192.168.0.0/16"))
+_CIDR_RE = r"\A[0-9]{1,3}(?:\.[0-9]{1,3}){3}/[0-9]{1,2}\Z"
+
+
+def _ipv4_network(v: str, example: str) -> ipaddress.IPv4Network:
+    try:
+        if not _full(_CIDR_RE, v):
+            raise ValueError("expected a.b.c.d/n")
+        return ipaddress.IPv4Network(v, strict=True)
+    except ValueError as exc:
+        raise _Invalid(f"{_q(v)} is not an IPv4 network in CIDR form ({exc})",
+                       f"write the network address and prefix length, such as "
+                       f"'{example}'") from None
+
+
+def _rfc1918(net: ipaddress.IPv4Network) -> bool:
+    return any(net.subnet_of(private) for private in _RFC1918)
+
+
+def _lab_subnet(v: str) -> str:
+    net = _ipv4_network(v, f"{LAB_SUBNET_BASE}.1.0/24")
+    if net.prefixlen > 26:
+        raise _Invalid(f"{v!r} is too small: a region needs at least a /26",
+                       "the lab places a gateway, a prober, a VIP, 2 load balancers and "
+                       "the app hosts in it: use a /26 or larger")
+    if not _rfc1918(net):
+        raise _Invalid(f"{v!r} is not an RFC 1918 private network",
+                       "use 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 address space "
+                       f"(e.g. {LAB_SUBNET_BASE}.1.0/24)")
+    return str(net)
 
 
 class DnsConfig(_Model):
     zone: str = "hadeploy.test"
     record: str = "app"
     ttl: Annotated[int, Field(ge=1, le=86400)] = 5
-    provider: Literal["rfc2136", "route53"] | None = None  # default from the target
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        # Saved deployments (deployment.json) still hold the removed 'provider: null'.
+        if isinstance(data, dict) and "provider" in data and data["provider"] is None:
+            data = {k: v for k, v in data.items() if k != "provider"}
+        return data
 
     @field_validator("zone")
     @classmethod
     def _zone(cls, v: str) -> str:
-        v = v.rstrip(".").lower()
-        labels = v.split(".")
-        if len(labels) < 2 or not all(re.match(DNS_LABEL_RE, label) for label in labels):
-            raise ValueError(f"'{v}' is not a DNS zone name such as 'example.com' or "
-                             "'hadeploy.test'")
-        return v
+        zone = v[:-1] if v.endswith(".") else v
+        labels = zone.split(".")
+        if (not zone.isascii() or len(labels) < 2
+                or not all(_full(DNS_LABEL_RE, label.lower()) for label in labels)):
+            raise _Invalid(f"{_q(v)} is not a DNS zone name such as 'example.com' or "
+                           "'hadeploy.test'",
+                           "use at least two dot-separated labels of 1-63 letters, digits "
+                           "and '-' (not starting or ending with '-')")
+        if len(zone) > 251:
+            raise _Invalid(f"the zone name is {len(zone)} characters long",
+                           "a DNS name has at most 253 characters: use a shorter zone")
+        return zone.lower()
 
     @field_validator("record")
     @classmethod
     def _record(cls, v: str) -> str:
-        v = v.lower()
-        if not re.match(DNS_LABEL_RE, v):
-            raise ValueError(f"'{v}' is not a single DNS label such as 'app' or 'www'")
-        return v
+        if not v.isascii() or not _full(DNS_LABEL_RE, v.lower()):
+            raise _Invalid(f"{_q(v)} is not a single DNS label such as 'app' or 'www'",
+                           "use 1-63 letters, digits and '-' (no dots; not starting or "
+                           "ending with '-')")
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _length(self) -> DnsConfig:
+        name = f"{self.record}.{self.zone}"
+        if len(name) > 253:
+            raise _FieldProblem("dns.zone", f"the record name {self.record}.<zone> is "
+                                f"{len(name)} characters long",
+                                "a DNS name has at most 253 characters (63 per label): "
+                                "use a shorter zone or record")
+        return self
 
     @property
     def fqdn(self) -> str:
@@ -77,7 +230,7 @@ class DnsConfig(_Model):
 
 
 class RegionConfig(_Model):
-    name: Name
+    name: RegionName
     role: Role = Role.SECONDARY
     hosts: Annotated[int, Field(ge=1, le=50)] = 2
     standby: Standby = Standby.HOT
@@ -87,40 +240,27 @@ class RegionConfig(_Model):
     @field_validator("lab_subnet")
     @classmethod
     def _subnet(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            net = ipaddress.IPv4Network(v, strict=True)
-        except ValueError as exc:
-            raise ValueError(f"'{v}' is not an IPv4 network in CIDR form such as "
-                             f"'{LAB_SUBNET_BASE}.1.0/24' ({exc})") from None
-        if net.prefixlen > 26:
-            raise ValueError(f"'{v}' is too small: a region needs at least a /26 "
-                             "(gateway, VIP, 2 load balancers and the app hosts)")
-        if not net.is_private:
-            raise ValueError(f"'{v}' is not a private network; the lab uses private "
-                             "address space only (e.g. 10.91.1.0/24)")
-        return str(net)
+        return None if v is None else _lab_subnet(v)
 
     @field_validator("aws_region")
     @classmethod
     def _aws_region(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", v):
-            raise ValueError(f"'{v}' is not an AWS region name such as 'us-east-1'")
+        if v is not None and not _full(AWS_REGION_RE, v):
+            raise _Invalid(f"{_q(v)} is not an AWS region name such as 'us-east-1'",
+                           "use the code of an AWS region (aws ec2 describe-regions)")
         return v
 
 
 class AppConfig(_Model):
     port: Annotated[int, Field(ge=1024, le=65535)] = 8080
-    health_path: str = "/healthz"
-    version: str = "1.0.0"
-
-    @field_validator("health_path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if not re.match(r"^/[A-Za-z0-9._~/-]*$", v):
-            raise ValueError(f"'{v}' is not an absolute URL path such as '/healthz'")
-        return v
+    health_path: Annotated[str, AfterValidator(_checked(
+        HEALTH_PATH_RE, "an absolute URL path such as '/healthz'",
+        "use '/' followed by at most 254 letters, digits and . _ ~ / - (no query, no spaces)"
+    ))] = "/healthz"
+    version: Annotated[str, AfterValidator(_checked(
+        VERSION_RE, "a version such as '1.0.0' or '2.1.0-rc.1'",
+        "use up to 64 letters, digits and . + _ -, starting with a letter or digit "
+        "(quote it if YAML reads it as a number: version: \"1.0\")"))] = "1.0.0"
 
 
 class FailoverPolicy(_Model):
@@ -134,12 +274,7 @@ class FailoverPolicy(_Model):
 
 
 class LabConfig(_Model):
-    control_subnet: str = f"{LAB_SUBNET_BASE}.0.0/24"
-
-    @field_validator("control_subnet")
-    @classmethod
-    def _subnet(cls, v: str) -> str:
-        return RegionConfig._subnet(v) or v
+    control_subnet: Annotated[str, AfterValidator(_lab_subnet)] = f"{LAB_SUBNET_BASE}.0.0/24"
 
 
 # --- the aws: section (target aws only) -------------------------------------------------
@@ -150,86 +285,132 @@ DEBIAN_AMI = "resolve:ssm:/aws/service/debian/release/bookworm/latest/amd64"
 ROUTE53_CHECKER_REGIONS = frozenset({
     "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
     "ap-northeast-1", "sa-east-1"})
-CERT_ARN_RE = r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):(\d{12}):certificate/[A-Za-z0-9-]+$"
-VAULT_ARN_RE = r"^arn:aws[a-z-]*:backup:([a-z0-9-]+):(\d{12}):backup-vault:[A-Za-z0-9_.-]+$"
+_PARTITION = r"aws(?:-[a-z]{1,8}){0,2}"
+_REGION = r"[a-z]{2}(?:-[a-z]{1,16}){1,3}-[0-9]{1,2}"
+CERT_ARN_RE = (rf"\Aarn:{_PARTITION}:acm:({_REGION}):([0-9]{{12}}):"
+               r"certificate/[A-Za-z0-9-]{1,128}\Z")
+VAULT_ARN_RE = (rf"\Aarn:{_PARTITION}:backup:({_REGION}):([0-9]{{12}}):"
+                r"backup-vault:[A-Za-z0-9_.-]{2,50}\Z")
+ACCOUNT_ID_RE = r"\A[0-9]{12}\Z"
+ZONE_ID_RE = r"\AZ[A-Z0-9]{1,31}\Z"
+# cron(<6 fields>) or rate(<n> <unit>): single line, printable, bounded.
+SCHEDULE_RE = (r"\A(?:cron\([0-9A-Za-z*?,/#-]{1,40}(?: [0-9A-Za-z*?,/#-]{1,40}){5}\)"
+               r"|rate\([1-9][0-9]{0,5} (?:minute|hour|day)s?\))\Z")
+INSTANCE_TYPE_RE = r"\A[a-z][a-z0-9-]{0,15}\.[a-z0-9]{1,16}\Z"
+AMI_RE = (r"\A(?:ami-[0-9a-f]{8}(?:[0-9a-f]{9})?"
+          r"|resolve:ssm:/[A-Za-z0-9_.-]{1,200}(?:/[A-Za-z0-9_.-]{1,200}){0,14}"
+          r"(?::[0-9]{1,10})?)\Z")
+ROOT_DEVICE_RE = r"\A/dev/[a-z][a-z0-9]{1,15}\Z"
+BUCKET_PREFIX_RE = r"\A[a-z0-9](?:[a-z0-9-]{1,59}[a-z0-9])\Z"
+PULUMI_ORG_RE = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z"
+_URL_TAIL = r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]{1,1000}"
+BACKEND_URL_RE = rf"\A(?:s3|gs|azblob|file|https?)://{_URL_TAIL}\Z"
+SECRETS_PROVIDER_RE = (rf"\A(?:default|passphrase|(?:awskms|azurekeyvault|gcpkms|hashivault)"
+                       rf"://{_URL_TAIL})\Z")
+
+
+def _bucket_prefix(v: str) -> str:
+    hint = ("S3 bucket names: 3-61 characters here (the region name is appended), lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit")
+    if not _full(BUCKET_PREFIX_RE, v):
+        raise _Invalid(f"{_q(v)} is not a valid S3 bucket name prefix", hint)
+    if v.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or "--" in v:
+        raise _Invalid(f"{_q(v)} uses a form S3 reserves ('xn--', 'sthree-', "
+                       "'amzn-s3-demo-' or '--')", hint)
+    return v
+
+
+def _vpc_cidr(v: str) -> str:
+    net = _ipv4_network(v, "10.100.0.0/16")
+    if not 16 <= net.prefixlen <= 20 or not _rfc1918(net):
+        raise _Invalid(f"{v!r} must be an RFC 1918 private /16../20",
+                       "use a /16 to /20 in 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+    return str(net)
+
+
+CertArn = Annotated[str, AfterValidator(_checked(
+    CERT_ARN_RE, "an ACM certificate ARN",
+    "use arn:aws:acm:<aws region>:<account id>:certificate/<id> "
+    "(aws acm list-certificates --region <aws region>)"))]
+VaultArn = Annotated[str, AfterValidator(_checked(
+    VAULT_ARN_RE, "a backup vault ARN",
+    "use arn:aws:backup:<aws region>:<account id>:backup-vault:<name>"))]
 
 
 class AwsBackup(_Model):
-    schedule: str = "cron(0 3 * * ? *)"  # AWS Backup cron, UTC
+    schedule: Annotated[str, AfterValidator(_checked(
+        SCHEDULE_RE, "an AWS Backup schedule expression",
+        "use 'cron(<6 fields>)' such as 'cron(0 3 * * ? *)' or 'rate(<n> hours)'"
+    ))] = "cron(0 3 * * ? *)"  # AWS Backup cron, UTC
     retention_days: Annotated[int, Field(ge=1, le=36500)] = 35
     copy_retention_days: Annotated[int | None, Field(ge=1, le=36500)] = None
     # Per region: copy into this vault instead of the peer region's hadeploy vault.
-    copy_vault_arns: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v: str) -> str:
-        if not re.match(r"^(cron|rate)\(.+\)$", v):
-            raise ValueError(f"'{v}' is not an AWS schedule expression such as "
-                             "'cron(0 3 * * ? *)'")
-        return v
-
-    @field_validator("copy_vault_arns")
-    @classmethod
-    def _vaults(cls, v: dict[str, str]) -> dict[str, str]:
-        for region, arn in v.items():
-            if not re.match(VAULT_ARN_RE, arn):
-                raise ValueError(f"copy_vault_arns.{region}: '{arn}' is not a backup vault "
-                                 "ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>)")
-        return v
+    copy_vault_arns: dict[RegionKey, VaultArn] = Field(default_factory=dict)
 
 
 class AwsSettings(_Model):
     """What only the AWS target needs. Region keys are hadeploy region names."""
 
-    account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
-    certificate_arns: dict[str, str] = Field(default_factory=dict)
-    instance_type: str = "t3.small"
-    ami: str = DEBIAN_AMI
-    root_device: str = "/dev/xvda"
+    account_id: Annotated[str, AfterValidator(_checked(
+        ACCOUNT_ID_RE, "a 12-digit AWS account id",
+        "write the 12 ASCII digits in quotes: account_id: \"123456789012\""))]
+    certificate_arns: dict[RegionKey, CertArn] = Field(default_factory=dict)
+    instance_type: Annotated[str, AfterValidator(_checked(
+        INSTANCE_TYPE_RE, "an EC2 instance type such as 't3.small'",
+        "use an instance type such as 't3.small' or 'm6i.large'"))] = "t3.small"
+    ami: Annotated[str, AfterValidator(_checked(
+        AMI_RE, "an AMI id or an SSM parameter reference",
+        f"use 'ami-<hex id>' or 'resolve:ssm:/<parameter>' (default: {DEBIAN_AMI})"
+    ))] = DEBIAN_AMI
+    root_device: Annotated[str, AfterValidator(_checked(
+        ROOT_DEVICE_RE, "a device name such as '/dev/xvda'",
+        "use the AMI's root device name, such as '/dev/xvda' or '/dev/sda1'"
+    ))] = "/dev/xvda"
     az_count: Annotated[int, Field(ge=2, le=6)] = 3
-    vpc_cidrs: dict[str, str] = Field(default_factory=dict)
+    vpc_cidrs: dict[RegionKey, Annotated[str, AfterValidator(_vpc_cidr)]] = Field(
+        default_factory=dict)
     mode: Literal["active-passive", "active-weighted"] = "active-passive"
-    zone_id: Annotated[str | None, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] = None
-    peers: dict[str, str] = Field(default_factory=dict)
+    zone_id: Annotated[str, AfterValidator(_checked(
+        ZONE_ID_RE, "a Route 53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'",
+        "use the id of an existing hosted zone (aws route53 list-hosted-zones), or null "
+        "to create one"))] | None = None
+    peers: dict[RegionKey, RegionKey] = Field(default_factory=dict)
     backup: AwsBackup = AwsBackup()
-    health_checker_regions: Annotated[list[str], Field(min_length=3)] = Field(
+    health_checker_regions: Annotated[list[str], Field(min_length=3, max_length=64)] = Field(
         default_factory=lambda: ["us-east-1", "eu-west-1", "ap-southeast-1"])
     efs_replication: bool = True
     s3_replication: bool = True
-    bucket_prefix: str | None = None
+    bucket_prefix: Annotated[str, AfterValidator(_bucket_prefix)] | None = None
     deletion_protection: bool = False
-    pulumi_org: str = "organization"  # self-managed backends; your org on Pulumi Cloud
-    backend_url: str | None = None  # e.g. s3://my-state-bucket; default: `pulumi login`
-    secrets_provider: str | None = None  # e.g. awskms://alias/hadeploy; default: backend's
+    pulumi_org: Annotated[str, AfterValidator(_checked(
+        PULUMI_ORG_RE, "a Pulumi organization name",
+        "use letters, digits and _ . - ('organization' for self-managed backends)"
+    ))] = "organization"  # self-managed backends; your org on Pulumi Cloud
+    backend_url: Annotated[str, AfterValidator(_checked(
+        BACKEND_URL_RE, "a Pulumi backend URL",
+        "use s3://<bucket>, gs://<bucket>, azblob://<container>, file://<dir> or "
+        "https://api.pulumi.com (null: the backend of 'pulumi login')"
+    ))] | None = None  # e.g. s3://my-state-bucket; default: `pulumi login`
+    secrets_provider: Annotated[str, AfterValidator(_checked(
+        SECRETS_PROVIDER_RE, "a Pulumi secrets provider",
+        "use default, passphrase, awskms://..., azurekeyvault://..., gcpkms://... or "
+        "hashivault://... (null: the backend's default)"
+    ))] | None = None  # e.g. awskms://alias/hadeploy; default: backend's
     parallel: Annotated[int, Field(ge=1, le=20)] = 4  # regional stacks updated at once
-
-    @field_validator("certificate_arns")
-    @classmethod
-    def _certs(cls, v: dict[str, str]) -> dict[str, str]:
-        for region, arn in v.items():
-            if not re.match(CERT_ARN_RE, arn):
-                raise ValueError(f"certificate_arns.{region}: '{arn}' is not an ACM "
-                                 "certificate ARN (arn:aws:acm:<region>:<account>:"
-                                 "certificate/<id>)")
-        return v
-
-    @field_validator("vpc_cidrs")
-    @classmethod
-    def _cidrs(cls, v: dict[str, str]) -> dict[str, str]:
-        for region, cidr in v.items():
-            net = ipaddress.IPv4Network(cidr, strict=True)
-            if not 16 <= net.prefixlen <= 20 or not net.is_private:
-                raise ValueError(f"vpc_cidrs.{region}: '{cidr}' must be a private /16../20")
-        return v
 
     @field_validator("health_checker_regions")
     @classmethod
     def _checkers(cls, v: list[str]) -> list[str]:
+        allowed = ", ".join(sorted(ROUTE53_CHECKER_REGIONS))
         bad = [r for r in v if r not in ROUTE53_CHECKER_REGIONS]
         if bad:
-            raise ValueError(f"{', '.join(bad)}: not Route 53 health checker regions "
-                             f"(use {', '.join(sorted(ROUTE53_CHECKER_REGIONS))})")
+            shown = ", ".join(_q(r) for r in bad[:3]) + (" …" if len(bad) > 3 else "")
+            raise _Invalid(f"{shown}: not Route 53 health checker regions",
+                           f"use 3 or more of: {allowed}")
+        dupes = sorted({r for r in v if v.count(r) > 1})
+        if dupes:
+            raise _Invalid(f"{', '.join(dupes)} listed more than once",
+                           f"list every checker region once (3 or more of: {allowed})")
         return v
 
 
@@ -256,6 +437,7 @@ class Deployment(_Model):
             raise _FieldProblem("regions", f"{what} role: primary ({', '.join(primaries)})",
                                 "mark exactly one region 'role: primary', the others "
                                 "'role: secondary'")
+        self._check_target()
         primary = next(r for r in self.regions if r.role is Role.PRIMARY)
         if primary.standby is not Standby.HOT:
             idx = self.regions.index(primary)
@@ -276,6 +458,33 @@ class Deployment(_Model):
                                 "probe_timeout must be shorter than two probe intervals",
                                 "lower failover.probe_timeout or raise probe_interval")
         return self
+
+    def _check_target(self) -> None:
+        if self.target is Target.LAB and self.aws is not None:
+            raise _FieldProblem("aws", "is set, but target is 'lab' (the aws: section is "
+                                "for target aws only)",
+                                "remove the aws: section, or set target: aws")
+        if self.target is Target.AWS and self.aws is None:
+            raise _FieldProblem("aws", "is missing: target 'aws' needs an 'aws:' section",
+                                "add at least 'aws: {account_id: \"123456789012\", "
+                                "certificate_arns: {<region>: <ACM ARN>}}' (docs/aws.md; "
+                                "'hadeploy init --target aws' writes a template)")
+        if self.aws is None:
+            return
+        if self.aws.mode == "active-passive" and len(self.regions) > 2:
+            # Route 53 chains the levels as <record>-failover-<n> (n up to regions - 2)
+            longest = f"{self.dns.record}-failover-{len(self.regions) - 2}"
+            if len(longest) > 63 or len(f"{longest}.{self.dns.zone}") > 253:
+                raise _FieldProblem("dns.record", f"the Route 53 failover name {longest!r} "
+                                    "would be longer than a DNS label or name allows",
+                                    "use a shorter dns.record or dns.zone")
+        prefix = self.aws.bucket_prefix
+        for region in self.regions:
+            bucket = f"{prefix or f'hd-{self.name}-{self.aws.account_id}'}-{region.name}"
+            if len(bucket) > 63:
+                raise _FieldProblem("aws.bucket_prefix", f"bucket name {bucket!r} is longer "
+                                    "than 63 characters", "set a shorter aws.bucket_prefix "
+                                    "(or use shorter region names)")
 
     def _check_lab_subnets(self) -> None:
         control = ipaddress.IPv4Network(self.lab.control_subnet)
@@ -307,7 +516,7 @@ class Deployment(_Model):
         for r in self.regions:
             if r.name == name:
                 return r
-        raise HadeployError(f"unknown region '{name}'",
+        raise HadeployError(f"unknown region {_q(name)}",
                             hint=f"known regions: {', '.join(r.name for r in self.regions)}",
                             code=ExitCode.BAD_INPUT)
 
@@ -321,10 +530,16 @@ class _FieldProblem(ValueError):
 
 
 class ConfigError(HadeployError):
+    """Invalid configuration: one line per problem (``<source>: <field>: <what>``), the
+    fixes as the hint; at most MAX_PROBLEMS are listed. ``problems`` holds all of them."""
+
     def __init__(self, source: str, problems: list[tuple[str, str, str]]) -> None:
+        shown = problems[:MAX_PROBLEMS]
         lines = [f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
-                 for loc, msg, _ in problems]
-        hints = [h for _, _, h in problems if h]
+                 for loc, msg, _ in shown]
+        if len(problems) > len(shown):
+            lines.append(f"{source}: and {len(problems) - len(shown)} more problem(s)")
+        hints = [h for _, _, h in shown if h]
         super().__init__("\n".join(lines), hint="\n".join(dict.fromkeys(hints)) or None,
                          code=ExitCode.BAD_INPUT)
         self.problems = problems
@@ -334,25 +549,38 @@ _FIX_BY_TYPE = {
     "missing": "add it",
     "int_parsing": "use a whole number",
     "int_type": "use a whole number",
+    "int_from_float": "use a whole number",
     "float_parsing": "use a number",
+    "float_type": "use a number",
+    "finite_number": "use a finite number",
     "bool_parsing": "use true or false",
-    "string_type": "use a string",
+    "bool_type": "use true or false",
+    "string_type": "use a string (quote it)",
     "list_type": "use a YAML list",
+    "dict_type": "use a mapping of keys to values",
     "model_type": "use a mapping of keys to values",
     "model_attributes_type": "use a mapping of keys to values",
+    "invalid_key": "use text keys",
     "too_short": "add at least one entry",
+    "too_long": "remove entries",
+    "literal_error": "use one of the values the message lists",
 }
+_PLAIN_KEY_RE = r"\A[A-Za-z0-9_.-]{1,64}\Z"
+_PROVIDER_HINT = ("remove it: the DNS provider follows the target (RFC 2136 updates to "
+                  "hadeploy's own DNS server on lab, Route 53 on aws)")
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
+    """``('regions', 1, 'name')`` → ``regions[1].name``; odd keys quoted and cut short."""
     out = ""
     for p in parts:
         if isinstance(p, int):
             out += f"[{p}]"
-        elif p.startswith(("function-", "tagged-union")):
             continue
-        else:
-            out += f".{p}" if out else p
+        if p.startswith(("function-", "tagged-union")) or p == "[key]":
+            continue
+        part = p if _full(_PLAIN_KEY_RE, p) else _q(p)
+        out += f".{part}" if out else part
     return out
 
 
@@ -382,7 +610,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
 
 def _problems(exc: ValidationError) -> list[tuple[str, str, str]]:
     problems: list[tuple[str, str, str]] = []
-    for err in exc.errors():
+    for err in exc.errors(include_url=False):
         ctx_error = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_error, _FieldProblem):
             problems.append((ctx_error.loc, ctx_error.message, ctx_error.hint))
@@ -390,34 +618,46 @@ def _problems(exc: ValidationError) -> list[tuple[str, str, str]]:
         loc = err["loc"]
         where = _loc(loc)
         kind = err["type"]
+        if isinstance(ctx_error, _Invalid):
+            problems.append((where, ctx_error.message, ctx_error.hint))
+            continue
         if kind == "extra_forbidden":
             model = _model_at(loc)
             known = sorted(model.model_fields) if model else []
             key = str(loc[-1])
-            close = difflib.get_close_matches(key, known, n=1)
+            if model is DnsConfig and key == "provider":
+                problems.append((where, "unknown key 'provider'", _PROVIDER_HINT))
+                continue
+            close = difflib.get_close_matches(key[:64], known, n=1)
             hint = (f"did you mean '{close[0]}'? " if close else "") + (
                 f"allowed keys here: {', '.join(known)}" if known else "remove it")
-            problems.append((where, f"unknown key '{key}'", hint))
+            problems.append((where, f"unknown key {_q(key)}", hint))
             continue
-        msg = err["msg"].removeprefix("Value error, ")
-        if kind == "string_pattern_mismatch" and where.endswith("name"):
-            msg = f"{err['input']!r} is not a valid name"
-            hint = ("use 1-24 characters: lowercase letters, digits and '-', starting with a "
-                    "letter and not ending with '-' (it becomes part of container, network "
-                    "and stack names)")
-        elif kind == "enum":
-            hint = f"use one of: {err.get('ctx', {}).get('expected', '')}"
-            msg = f"{err['input']!r} is not allowed"
+        msg = _cut(err["msg"].removeprefix("Value error, "))
+        if kind == "enum":
+            hint = f"use one of: {(err.get('ctx') or {}).get('expected', '')}"
+            msg = f"{_q(err['input'])} is not allowed"
         elif kind.startswith(("greater_than", "less_than")):
             hint = "change the value to fit the bound"
-            msg = f"{err['input']!r}: {msg.lower()}"
+            msg = f"{_q(err['input'])}: {msg.lower()}"
+        elif kind == "string_type" and where.endswith("account_id"):
+            hint = "write the 12 digits in quotes: account_id: \"123456789012\""
+        elif kind == "string_type" and where.endswith("version"):
+            hint = "quote it: version: \"1.0\""
         else:
             hint = _FIX_BY_TYPE.get(kind, "see 'hadeploy init' for a commented example")
         problems.append((where, msg, hint))
     return problems
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def parse(data: Any, source: str = DEFAULT_CONFIG) -> Deployment:
+    if data is None:
+        raise ConfigError(source, [("", "is empty", "start from 'hadeploy init'")])
     if not isinstance(data, dict):
         raise ConfigError(source, [("", "the file must hold a YAML mapping (keys such as "
                                     "'name:' and 'regions:')",
@@ -426,34 +666,19 @@ def parse(data: Any, source: str = DEFAULT_CONFIG) -> Deployment:
         return Deployment.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, _problems(exc)) from None
+    except RecursionError:  # a self-containing structure (not from load(): it refuses them)
+        raise ConfigError(source, [("", "nests too deeply", "flatten the document")]) from None
 
 
-def load(path: Path) -> Deployment:
-    import yaml
+def load(path: Path | str) -> Deployment:
+    """The Deployment in the YAML file ``path``. Every problem — a missing, unreadable or
+    oversized file, a FIFO or directory, invalid YAML, duplicate keys, alias bombs, an
+    invalid value — is a HadeployError with exit code 2 (BAD_INPUT) that names the file
+    and the line or field, and how to fix it (:mod:`hadeploy.yamlload`)."""
+    from hadeploy.yamlload import load_file
 
-    if not path.exists():
-        raise HadeployError(f"config file {path} does not exist",
-                            hint="create one with 'hadeploy init', or pass --config PATH",
-                            code=ExitCode.BAD_INPUT)
-    if path.is_dir():
-        raise HadeployError(f"config path {path} is a directory, not a file",
-                            hint="pass the YAML file itself, e.g. --config hadeploy.yaml",
-                            code=ExitCode.BAD_INPUT)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HadeployError(f"cannot read {path}: {exc}", hint="check the file's permissions "
-                            "and that it is UTF-8 text", code=ExitCode.BAD_INPUT) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise HadeployError(f"{path}: invalid YAML at {where}: {problem}",
-                            hint="fix the YAML syntax (indentation, ':' after keys, quotes)",
-                            code=ExitCode.BAD_INPUT) from None
-    return parse(data, str(path))
+    path = Path(path)
+    return parse(load_file(path), str(path))
 
 
 def default_subnet(index: int) -> str:
@@ -537,4 +762,76 @@ failover:
 
 lab:
   control_subnet: 10.91.0.0/24   # the lab's DNS server lives here
+"""
+
+# `hadeploy init --target aws`. Valid as written (so that it can be validated), but every
+# value marked PLACEHOLDER names an account, a certificate or a zone that is not yours.
+EXAMPLE_AWS = """\
+# hadeploy.yaml — the desired state of one highly available deployment on AWS.
+# Validate it with `hadeploy plan`; build it with `hadeploy up` (Pulumi; docs/aws.md).
+# Replace every value marked PLACEHOLDER before the first `hadeploy up`.
+
+name: demo                 # 1-24 chars [a-z0-9-]; prefixes stacks, buckets, vaults
+target: aws                # aws: one Pulumi stack per region + one for Route 53
+
+dns:
+  zone: example.com        # PLACEHOLDER: a domain you own; Route 53 serves it
+  record: app              # clients use app.<zone>; it points at the active region
+  ttl: 60                  # seconds
+
+regions:                   # one independent stack per region; exactly one primary
+  - name: east
+    role: primary          # the primary must be hot
+    hosts: 2               # app hosts (an auto scaling group over the AZs); hot needs >= 2
+    standby: hot
+    aws_region: us-east-1  # one hadeploy region per AWS region
+  - name: west
+    role: secondary
+    hosts: 2
+    standby: warm          # hot: full size | warm: reduced, scaled up on failover
+                           # cold: nothing running, started on failover
+    aws_region: eu-west-1
+
+app:
+  port: 8080
+  health_path: /healthz    # the ALB and Route 53 health checks probe this path
+  version: 1.0.0
+
+failover:
+  probe_interval: 10       # seconds; Route 53 checks every 10 s (<= 10) or 30 s
+  probe_timeout: 5
+  failure_threshold: 3     # consecutive failures before a checker calls a region down
+  quorum: 2                # vantage points that must agree (CLI host + other regions)
+  hold_down: 30            # seconds of success before a region counts as back
+  min_interval: 300        # seconds between two automatic failovers (no flapping)
+  auto_failback: false
+
+aws:
+  account_id: "123456789012"   # PLACEHOLDER: your 12-digit account id, quoted
+  certificate_arns:            # PLACEHOLDER: an ACM certificate for app.<zone> in each
+                               # region's AWS region (aws acm list-certificates)
+    east: arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000
+    west: arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000
+  zone_id: null                # an existing Route 53 hosted zone id (Z...); null creates one
+  instance_type: t3.small
+  ami: resolve:ssm:/aws/service/debian/release/bookworm/latest/amd64   # or ami-<id>
+  root_device: /dev/xvda
+  az_count: 3                  # 2..6 availability zones per region
+  vpc_cidrs: {}                # region -> private /16../20 (default 10.(100+i).0.0/16)
+  mode: active-passive         # | active-weighted
+  peers: {}                    # region -> peer (default: primary <-> first secondary)
+  backup:
+    schedule: cron(0 3 * * ? *)   # AWS Backup, UTC
+    retention_days: 35
+    copy_retention_days: null     # default: retention_days
+    copy_vault_arns: {}           # region -> vault ARN to copy to instead of the peer's
+  health_checker_regions: [us-east-1, eu-west-1, ap-southeast-1]   # 3+ distinct
+  efs_replication: true
+  s3_replication: true
+  bucket_prefix: null          # default hd-<name>-<account id>; bucket = <prefix>-<region>
+  deletion_protection: false   # of the ALBs
+  pulumi_org: organization     # your org on Pulumi Cloud; 'organization' when self-managed
+  backend_url: null            # e.g. s3://my-state-bucket (null: what `pulumi login` chose)
+  secrets_provider: null       # e.g. awskms://alias/hadeploy (null: the backend's default)
+  parallel: 4                  # regional stacks updated at once
 """
