@@ -103,73 +103,52 @@ def pct(values: list[float], p: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def main() -> int:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    work = Path(tempfile.mkdtemp(prefix="hdrto-"))
-    (work / "hadeploy.yaml").write_text(CONFIG)
-    env = {**os.environ, "HADEPLOY_STATE_DIR": str(work / "state")}
-    audit = work / "state" / NAME / "audit.jsonl"
-    run = lambda *a: subprocess.run([*HD, *a], cwd=work, env=env, check=True,  # noqa: E731
-                                    capture_output=True, text=True)
-    vips = {"east": "10.95.1.10", "west": "10.95.2.10"}
-    results = []
-    watch = None
-    try:
-        run("down", "--yes")
-        print("building the deployment ...", file=sys.stderr)
-        run("up", "-q")
-        watch = subprocess.Popen([*HD, "watch"], cwd=work, env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        client = Client()
-        client.start()
-        time.sleep(4)
-        for i in range(rounds):
-            active = next(r for r, v in vips.items() if resolve() == v)
-            other = next(r for r in vips if r != active)
-            containers = podman("ps", "-q", "--filter", f"label=io.hadeploy.region={active}",
-                                "--filter", f"label=io.hadeploy.deployment={NAME}").split()
-            seen = len(audit.read_text().splitlines())
-            kill_at = time.time()
-            podman("kill", *containers)
-            deadline = time.time() + 30
-            served = None
-            while time.time() < deadline and served is None:
-                served = next((t for t, r in client.log if t > kill_at and r == other), None)
-                time.sleep(0.05)
-            time.sleep(0.5)
-            new = [json.loads(x) for x in audit.read_text().splitlines()[seen:]]
-            down = next(a for a in new if a.get("decision", "").startswith(
-                f"region {active} is down"))
-            start = next(a for a in new if a.get("action") == "failover")
-            fo = next(a for a in new if a.get("operation") == "failover")
-            failed = sum(1 for t, r in client.log if kill_at < t <= (served or kill_at)
-                         and r is None)
-            row = {"round": i + 1, "from": active, "to": other,
-                   "detection": down["ts"] - kill_at,
-                   "decision": start["ts"] - down["ts"],
-                   "prepare+health+fence": sum(fo["phases"].get(k, 0) for k in
-                                               ("prepare", "health", "fence")),
-                   "dns change": fo["phases"]["dns"], "verification": fo["phases"]["verify"],
-                   "first success": (served - kill_at) if served else None,
-                   "failed requests": failed, "result": fo["result"]}
-            results.append(row)
-            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                              for k, v in row.items()}), file=sys.stderr)
-            podman("start", *containers)  # bring the region back for the next round
-            while not healthy(vips[active]):
-                time.sleep(0.5)
-            time.sleep(6)  # let every vantage point see it healthy (hold-down 5 s)
-        client.stop.set()
-    finally:
-        if watch:
-            watch.terminate()
-            watch.wait(30)
-        subprocess.run([*HD, "down", "--yes"], cwd=work, env=env, capture_output=True,
-                       check=False)
+def one_round(i: int, client: Client, audit: Path, vips: dict[str, str]) -> dict[str, object]:
+    """Kill every container of the active region; time each phase until a client is served
+    by the other region; bring the region back."""
+    from hadeploy.state import parse_time
+
+    active = next(r for r, v in vips.items() if resolve() == v)
+    other = next(r for r in vips if r != active)
+    containers = podman("ps", "-q", "--filter", f"label=io.hadeploy.region={active}",
+                        "--filter", f"label=io.hadeploy.deployment={NAME}").split()
+    seen = len(audit.read_text().splitlines())
+    kill_at = time.time()
+    podman("kill", *containers)
+    deadline = time.time() + 30
+    served = None
+    while time.time() < deadline and served is None:
+        served = next((t for t, r in client.log if t > kill_at and r == other), None)
+        time.sleep(0.05)
+    time.sleep(0.5)
+    new = [json.loads(x) for x in audit.read_text().splitlines()[seen:]]
+    down = next(a for a in new if a.get("decision", "").startswith(f"region {active} is down"))
+    start = next(a for a in new if a.get("action") == "failover")
+    fo = next(a for a in new if a.get("operation") == "failover")
+    failed = sum(1 for t, r in client.log if kill_at < t <= (served or kill_at) and r is None)
+    row = {"round": i + 1, "from": active, "to": other,
+           "detection": parse_time(down["at"]) - kill_at,
+           "decision": parse_time(start["at"]) - parse_time(down["at"]),
+           "prepare+health+fence": sum(fo["phases"].get(k, 0) for k in
+                                       ("prepare", "health", "fence")),
+           "dns change": fo["phases"]["dns"], "verification": fo["phases"]["verify"],
+           "first success": (served - kill_at) if served else None,
+           "failed requests": failed, "result": fo["result"]}
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
+          file=sys.stderr)
+    podman("start", *containers)  # bring the region back for the next round
+    while not healthy(vips[active]):
+        time.sleep(0.5)
+    time.sleep(6)  # let every vantage point see it healthy (hold-down 5 s)
+    return row
+
+
+def write_results(results: list[dict[str, object]]) -> None:
     keys = ["detection", "decision", "prepare+health+fence", "dns change", "verification",
             "first success"]
-    summary = {k: {"p50": round(pct([r[k] for r in results], 0.5), 3),
-                   "p95": round(pct([r[k] for r in results], 0.95), 3)} for k in keys}
+    values = {k: [float(str(r[k])) for r in results if r[k] is not None] for k in keys}
+    summary = {k: {"p50": round(pct(values[k], 0.5), 3), "p95": round(pct(values[k], 0.95), 3)}
+               for k in keys}
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "failover-rto.json").write_text(json.dumps({"rounds": results,
@@ -178,6 +157,36 @@ def main() -> int:
     lines += [f"| {k} | {v['p50']:.3f} | {v['p95']:.3f} |" for k, v in summary.items()]
     (out / "failover-rto.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def main() -> int:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    work = Path(tempfile.mkdtemp(prefix="hdrto-"))
+    (work / "hadeploy.yaml").write_text(CONFIG)
+    env = {**os.environ, "HADEPLOY_STATE_DIR": str(work / "state")}
+    audit = work / "state" / NAME / "audit.jsonl"
+    vips = {"east": "10.95.1.10", "west": "10.95.2.10"}
+    results = []
+    watch = None
+    try:
+        subprocess.run([*HD, "down", "--yes"], cwd=work, env=env, check=True,
+                       capture_output=True)
+        print("building the deployment ...", file=sys.stderr)
+        subprocess.run([*HD, "up", "-q"], cwd=work, env=env, check=True, capture_output=True)
+        watch = subprocess.Popen([*HD, "watch"], cwd=work, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        client = Client()
+        client.start()
+        time.sleep(4)
+        results = [one_round(i, client, audit, vips) for i in range(rounds)]
+        client.stop.set()
+    finally:
+        if watch:
+            watch.terminate()
+            watch.wait(30)
+        subprocess.run([*HD, "down", "--yes"], cwd=work, env=env, capture_output=True,
+                       check=False)
+    write_results(results)
     return 0
 
 

@@ -57,7 +57,7 @@ def deployment(n_regions: int, standby: str = "hot", *, hosts: int = 2,
                                 f"certificate/0000-{i}" for i, r in enumerate(regions)}}
     aws.update(aws_extra)
     return {"name": "demo", "target": "aws",
-            "dns": {"zone": "example.com", "record": "app", "provider": "route53"},
+            "dns": {"zone": "example.com", "record": "app"},
             "regions": regions, "failover": {"quorum": min(2, n_regions)}, "aws": aws}
 
 

@@ -5,7 +5,9 @@ start-up; everything heavy is imported inside the command that needs it.
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 
 import typer
 
@@ -22,15 +24,24 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command(name="init")(init.init)
-app.command(name="plan")(plan.plan)
-app.command(name="up")(up.up)
-app.command(name="status")(status.status)
-app.command(name="down")(down.down)
-app.command(name="failover")(failover.failover)
-app.command(name="failback")(failover.failback)
-app.command(name="watch")(watch.watch)
-app.command(name="doctor")(doctor.doctor)
+COMMANDS: dict[str, Callable[..., None]] = {
+    "init": init.init, "plan": plan.plan, "up": up.up, "status": status.status,
+    "down": down.down, "failover": failover.failover, "failback": failover.failback,
+    "watch": watch.watch, "doctor": doctor.doctor,
+}
+
+
+def unwrap(doc: str | None) -> str:
+    """A docstring as help text: the source is hard-wrapped at 100 columns, and the help
+    renderer wraps again at the terminal's width, so every paragraph is joined into one
+    line first (otherwise lines break mid-sentence). Indented lines stay as they are."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n"))
+                       for p in paragraphs)
+
+
+for _name, _command in COMMANDS.items():
+    app.command(name=_name, help=unwrap(_command.__doc__))(_command)
 
 
 def main() -> None:

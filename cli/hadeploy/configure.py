@@ -18,8 +18,12 @@ from typing import Any
 from hadeploy import paths
 from hadeploy.config import Deployment
 from hadeploy.errors import ExitCode, HadeployError
-from hadeploy.targets.lab.podman import CONTAINERS_CONF
+from hadeploy.state import atomic_write
 from hadeploy.topology import Topology, inventory_text, render_inventory
+
+# The only variables of hadeploy's own environment that Ansible gets: nothing else (cloud
+# credentials, tokens) reaches Ansible or its artifacts on disk.
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 
 
 @dataclass
@@ -54,8 +58,7 @@ def write_inventory(topo: Topology, dep: Deployment, state: Path,
                     connection: dict[str, str] | None = None) -> Path:
     """Render ``<state>/inventory/`` (hosts.yml + the target's group_vars); return it."""
     inv = state / "inventory"
-    inv.mkdir(parents=True, exist_ok=True)
-    (inv / "hosts.yml").write_text(inventory_text(topo, dep, connection))
+    atomic_write(inv / "hosts.yml", inventory_text(topo, dep, connection))
     src = paths.inventory_dir(topo.target) / "group_vars"
     dst = inv / "group_vars"
     if dst.exists():
@@ -88,16 +91,14 @@ def region_fingerprints(topo: Topology, dep: Deployment, playbook: str,
     return out
 
 
-def region_group(region: str) -> str:
-    return f"region_{region.replace('-', '_')}"
-
-
 def _env() -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
+    passed = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     return {
+        **passed,
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "LANG": os.environ.get("LANG") or "C.UTF-8",  # Ansible requires a UTF-8 locale
         "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
-        "CONTAINERS_CONF": str(CONTAINERS_CONF),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_NOCOLOR": "1",
@@ -146,14 +147,17 @@ def run_playbook(inventory: Path, state: Path, playbook: str = "site.yml", *,
         return False  # do not keep every event on disk twice
 
     private = state / "ansible"
-    private.mkdir(parents=True, exist_ok=True)
+    private.mkdir(parents=True, exist_ok=True, mode=0o700)
     start = time.monotonic()
-    runner = ansible_runner.run(
+    config = ansible_runner.RunnerConfig(
         private_data_dir=str(private), playbook=str(paths.playbook(playbook)),
-        inventory=str(inventory), envvars=_env(), extravars=extravars or {},
-        limit=limit, forks=25, quiet=True, event_handler=handler, rotate_artifacts=3,
-        settings={"suppress_ansible_output": True},
-    )
+        inventory=str(inventory), envvars=_env(), extravars=extravars or {}, limit=limit,
+        forks=25, quiet=True, rotate_artifacts=3, suppress_env_files=True,
+        settings={"suppress_ansible_output": True})
+    config.prepare()
+    config.env = _only_passed(config.env)
+    runner = ansible_runner.Runner(config=config, event_handler=handler)
+    runner.run()
     result.seconds = time.monotonic() - start
     result.rc = runner.rc if runner.rc is not None else 1
     if runner.status == "failed" and not result.failures and not result.hosts:
@@ -166,14 +170,10 @@ def run_playbook(inventory: Path, state: Path, playbook: str = "site.yml", *,
     return result
 
 
-def save_fingerprints(state: Path, fingerprints: dict[str, str]) -> None:
-    current = load_fingerprints(state)
-    current.update(fingerprints)
-    (state / "converged.json").write_text(json.dumps({"regions": current, "at": time.time()}))
-
-
-def load_fingerprints(state: Path) -> dict[str, str]:
-    try:
-        return dict(json.loads((state / "converged.json").read_text())["regions"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+def _only_passed(env: dict[str, str]) -> dict[str, str]:
+    """ansible-runner seeds the job's environment with the whole process environment (and
+    writes it into ``artifacts/<id>/command``): keep what runner itself set and what
+    :func:`_env` passes, drop everything inherited from hadeploy's environment."""
+    ours = _env()
+    return {k: v for k, v in env.items()
+            if k in ours or os.environ.get(k) != v}

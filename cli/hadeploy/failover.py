@@ -10,46 +10,64 @@ Phases (each idempotent; a journal makes a killed run resumable):
   verify   the authoritative server serves the new answer
 
 Never imports pulumi or ansible: it depends on the DNS provider, the probes and the
-target's small region operations only.
+target's small region operations only (:class:`hadeploy.targets.Runtime`).
 """
 
 from __future__ import annotations
 
-import getpass
-import json
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal
 
 from hadeploy.config import Deployment
 from hadeploy.dns.base import DnsProvider
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import probe
 from hadeploy.quorum import Assessment, LocalVantage, Vote, assess, fetch_prober, votes_from_prober
-from hadeploy.state import StateDir
+from hadeploy.state import Journal, StateDir, StateError, current_user, utc_now
+from hadeploy.targets import ExtraVotes, RegionOps, Runtime
 from hadeploy.topology import RegionTopology, Topology
 
 Log = Callable[[str], None]
-# More vantage points than this machine and the probers (aws: Route 53's health checkers).
-ExtraVotes = Callable[[Topology], list[Vote]]
-JOURNAL = "failover-journal.json"
+Operation = Literal["failover", "failback"]
 
 
-class RegionOps(Protocol):
-    """What a target can do to one region during a failover (lab: podman + haproxy)."""
+def _quiet(_message: str) -> None:
+    return None
 
-    # Seconds ``prepare`` may wait for a started standby (lab: 60; aws: instances boot).
-    prepare_timeout: float
 
-    def prepare(self, region: RegionTopology, timeout: float) -> list[str]: ...
+@dataclass
+class FailoverContext:
+    """Everything a failover acts on: the deployment, its state, what the target's
+    runtime provides (topology, DNS provider, region operations, extra vantage points),
+    and how to talk to the operator."""
 
-    def fence(self, region: RegionTopology, timeout: float) -> str: ...
+    dep: Deployment
+    state: StateDir
+    topology: Topology
+    dns: DnsProvider
+    ops: RegionOps
+    extra_votes: ExtraVotes | None = None
+    log: Log = _quiet
+    confirm: Callable[[str], None] = _quiet
+
+    @classmethod
+    def of(cls, dep: Deployment, state: StateDir, runtime: Runtime, *, log: Log = _quiet,
+           confirm: Callable[[str], None] = _quiet) -> FailoverContext:
+        topo = runtime.topology()
+        return cls(dep, state, topo, runtime.dns(topo), runtime.region_ops(topo),
+                   runtime.extra_votes, log, confirm)
+
+
+@dataclass(frozen=True)
+class FailoverRequest:
+    to: str
+    reason: str
+    force: bool = False  # skip ONLY the target-health guard (audited)
+    dry_run: bool = False  # print the plan; take no lock, write nothing
+    operation: Operation = "failover"
 
 
 @dataclass
@@ -106,148 +124,150 @@ def region_votes(topo: Topology, dep: Deployment, *, local: LocalVantage | None 
     return votes, docs
 
 
-def _journal(state: StateDir) -> Path:
-    return state.path / JOURNAL
-
-
-def read_journal(state: StateDir) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(_journal(state).read_text())
-        return doc if isinstance(doc, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _write_journal(state: StateDir, doc: dict[str, Any]) -> None:
-    tmp = _journal(state).with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(_journal(state))
-
-
-def active_region(topo: Topology, answer: list[str]) -> str | None:
-    names = [r.name for r in topo.regions if r.vip in answer]
-    return names[0] if len(names) == 1 else None
-
-
-def plan(topo: Topology, dns: DnsProvider, to: str) -> tuple[str | None, list[str]]:
-    if to not in {r.name for r in topo.regions}:
-        raise HadeployError(f"unknown region '{to}'",
+def check_region(topo: Topology, name: str) -> RegionTopology:
+    if name not in {r.name for r in topo.regions}:
+        shown = repr(name[:40]) if name else "an empty name"
+        raise HadeployError(f"unknown region {shown}",
                             hint=f"regions of '{topo.deployment}': "
                             f"{', '.join(r.name for r in topo.regions)}",
                             code=ExitCode.BAD_INPUT)
-    answer = dns.read(topo.dns.record)
-    return active_region(topo, answer), answer
+    return topo.region(name)
 
 
-def failover(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvider,
-             ops: RegionOps, *, to: str, reason: str, force: bool = False,
-             dry_run: bool = False, confirm: Callable[[str], None] = lambda _q: None,
-             log: Log = lambda _m: None, operation: str = "failover",
-             extra_votes: ExtraVotes | None = None) -> Outcome:
-    """Move the app record to region ``to``. Raises HadeployError on refusal/failure
-    (after writing the audit record); returns the outcome on success."""
-    t0 = time.monotonic()
-    with state.lock(operation):
-        phases: dict[str, float] = {"lock": time.monotonic() - t0}
-        journal = read_journal(state)
-        t = time.monotonic()
-        current, answer = plan(topo, dns, to)
-        resumed = journal is not None and journal.get("to") == to
-        from_region = journal["from"] if resumed and journal else current
-        out = Outcome(journal["id"] if resumed and journal else uuid.uuid4().hex[:12],
-                      "failed", from_region, to, reason, force, phases, dns_before=answer,
-                      resumed=resumed)
-        phases["plan"] = time.monotonic() - t
-        if current == to and not resumed:
-            out.result, out.dns_after = "already-active", answer
-            log(f"{to} is already the active region ({', '.join(answer)}); nothing to do")
-            _audit(state, out, operation)
-            return out
-        target = topo.region(to)
-        old = topo.region(from_region) if from_region else None
-        log(f"plan: move {topo.dns.fqdn} from {from_region or 'nowhere'} "
-            f"({', '.join(answer) or 'no answer'}) to {to} ({target.vip}); "
-            f"fence {from_region or 'nothing'}" + (" [resuming]" if resumed else ""))
-        if dry_run:
+def _trusted(journal: Journal | None, ctx: FailoverContext) -> Journal | None:
+    """A journal that names regions the deployment does not have cannot be resumed."""
+    if journal is None:
+        return None
+    known = {r.name for r in ctx.topology.regions}
+    for region in (journal.from_region, journal.to):
+        if region is not None and region not in known:
+            raise StateError(ctx.state.file("failover-journal.json"),
+                             f"names region '{region[:40]}' that the deployment does not have",
+                             "inspect it, then remove it and re-run 'hadeploy failover --to "
+                             "<region>' (fencing and the DNS change are idempotent)")
+    return journal
+
+
+def failover(ctx: FailoverContext, req: FailoverRequest) -> Outcome:
+    """Move the app record to region ``req.to``. Raises HadeployError on refusal/failure
+    (after writing the audit record); returns the outcome on success. Everything that can
+    be checked is checked before the first change: the region, the state files, that the
+    DNS provider can send a change."""
+    target = check_region(ctx.topology, req.to)
+    # State files that cannot be trusted stop us here, before a lock file is created.
+    ctx.state.region_flags()
+    _trusted(ctx.state.read_journal(), ctx)
+    ctx.dns.check_writable()
+    if req.dry_run:  # a read-only look: no lock, no file, no audit
+        out = _start(ctx, req, "dry-run")
+        if out.result != "already-active":
             out.result = "dry-run"
+        return out
+    t0 = time.monotonic()
+    with ctx.state.lock(req.operation):
+        lock_wait = time.monotonic() - t0
+        out = _start(ctx, req, uuid.uuid4().hex[:12])
+        out.phases = {"lock": lock_wait, **out.phases}
+        if out.result == "already-active":
+            ctx.state.audit(req.operation, **out.to_dict())
             return out
-        confirm(f"Move traffic for {topo.dns.fqdn} from {from_region or 'nowhere'} to {to}?")
-        if not resumed:
-            _write_journal(state, {"id": out.id, "from": from_region, "to": to,
-                                   "reason": reason, "started": time.time(),
-                                   "user": getpass.getuser()})
+        old = ctx.topology.region(out.from_region) if out.from_region else None
+        ctx.confirm(f"Move traffic for {ctx.topology.dns.fqdn} from "
+                    f"{out.from_region or 'nowhere'} to {req.to}?")
+        if not out.resumed:
+            ctx.state.write_journal(Journal(id=out.id, from_region=out.from_region, to=req.to,
+                                            reason=req.reason[:1000], operation=req.operation,
+                                            started=utc_now(), user=current_user()))
         try:
-            _run_phases(dep, topo, state, dns, ops, out, target, old, force, log, extra_votes)
+            _run_phases(ctx, req, out, target, old)
         except HadeployError as exc:
             out.error = exc.message
-            out.result = "refused" if exc.code in (ExitCode.REFUSED,) else "failed"
+            out.result = "refused" if exc.code is ExitCode.REFUSED else "failed"
             if exc.code is ExitCode.REFUSED:
-                # Nothing was changed: a refused run leaves no journal behind.
-                with suppress(FileNotFoundError):
-                    _journal(state).unlink()
-            _audit(state, out, operation)
+                ctx.state.clear_journal()  # nothing was changed: leave no journal behind
+            ctx.state.audit(req.operation, **out.to_dict())
             raise
         out.result = "done"
-        _journal(state).unlink(missing_ok=True)
-        phases["total"] = time.monotonic() - t0
-        _audit(state, out, operation)
+        ctx.state.clear_journal()
+        out.phases["total"] = time.monotonic() - t0
+        ctx.state.audit(req.operation, **out.to_dict())
         return out
 
 
-def _run_phases(dep: Deployment, topo: Topology, state: StateDir, dns: DnsProvider,
-                ops: RegionOps, out: Outcome, target: RegionTopology,
-                old: RegionTopology | None, force: bool, log: Log,
-                extra_votes: ExtraVotes | None = None) -> None:
+def _start(ctx: FailoverContext, req: FailoverRequest, new_id: str) -> Outcome:
+    """Where the operation starts from: DNS now, and an unfinished run to resume."""
+    t = time.monotonic()
+    journal = _trusted(ctx.state.read_journal(), ctx)
+    answer = ctx.dns.read(ctx.topology.dns.record)
+    current = ctx.topology.active_region(answer)
+    resumed = journal is not None and journal.to == req.to
+    origin = journal.from_region if journal is not None and resumed else current
+    out = Outcome(journal.id if journal is not None and resumed else new_id, "failed",
+                  origin, req.to, req.reason, req.force, dns_before=answer, resumed=resumed)
+    out.phases["plan"] = time.monotonic() - t
+    if current == req.to and not resumed:
+        out.result, out.dns_after = "already-active", answer
+        ctx.log(f"{req.to} is already the active region ({', '.join(answer)}); nothing to do")
+        return out
+    ctx.log(f"plan: move {ctx.topology.dns.fqdn} from {origin or 'nowhere'} "
+            f"({', '.join(answer) or 'no answer'}) to {req.to} "
+            f"({ctx.topology.region(req.to).vip}); fence {origin or 'nothing'}"
+            + (" [resuming]" if resumed else ""))
+    return out
+
+
+def _run_phases(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
+                target: RegionTopology, old: RegionTopology | None) -> None:
     t = time.monotonic()
     # A cold AWS region needs minutes to boot instances: the target says how long to wait.
-    out.actions += ops.prepare(target, timeout=ops.prepare_timeout)
+    out.actions += ctx.ops.prepare(target, timeout=ctx.ops.prepare_timeout)
     out.phases["prepare"] = time.monotonic() - t
 
     t = time.monotonic()
-    # A region that was just started or unfenced needs a few probe intervals before every
-    # vantage point has seen it healthy; give them that long, not more.
-    patience = max(3 * dep.failover.probe_interval, 2.0)
-    while True:
-        votes, _ = region_votes(topo, dep, extra=extra_votes)
-        verdict: Assessment = assess(target.name, votes, dep.failover)
-        if verdict.healthy or time.monotonic() - t > patience:
-            break
-        time.sleep(min(0.25, dep.failover.probe_interval))
+    verdict = _wait_healthy(ctx, target)
     out.health = verdict.to_dict()
     out.phases["health"] = time.monotonic() - t
     if not verdict.healthy:
-        if not force:
+        if not req.force:
             raise HadeployError(
                 f"target region '{target.name}' is not healthy by quorum "
                 f"({verdict.healthy_votes} of {verdict.responding} vantage points see it "
                 "healthy)", hint="fix the target region first, or pass --force to move "
                 "traffic anyway (recorded in the audit log)", code=ExitCode.REFUSED)
-        log(f"--force: moving traffic to {target.name} although it is not healthy by quorum")
+        ctx.log(f"--force: moving traffic to {target.name} although it is not healthy by "
+                "quorum")
         out.actions.append("health guard overridden by --force")
 
+    # Fence before DNS: the old primary refuses writes before any client is sent away
+    # from it, so no client can write to two regions.
     if old is not None and old.name != target.name:
         t = time.monotonic()
-        result = ops.fence(old, timeout=5)
+        result = ctx.ops.fence(old, timeout=5)
         out.actions.append(f"fence {old.name}: {result}")
         out.phases["fence"] = time.monotonic() - t
-        log(f"fence {old.name}: {result}")
+        ctx.log(f"fence {old.name}: {result}")
 
     t = time.monotonic()
-    dns.replace(topo.dns.record, topo.dns.ttl, [target.vip])
+    record = ctx.topology.dns.record
+    ctx.dns.replace(record, ctx.topology.dns.ttl, [target.vip])
     out.phases["dns"] = time.monotonic() - t
     t = time.monotonic()
-    dns.wait_visible(topo.dns.record, [target.vip],
-                     timeout=dns.verify_timeout)
+    ctx.dns.wait_visible(record, [target.vip], timeout=ctx.dns.verify_timeout)
     out.dns_after = [target.vip]
     out.phases["verify"] = time.monotonic() - t
-    log(f"{topo.dns.fqdn} now answers {target.vip} ({target.name}); verified on "
-        "the authoritative server")
+    ctx.log(f"{ctx.topology.dns.fqdn} now answers {target.vip} ({target.name}); verified on "
+            "the authoritative server")
 
 
-def _audit(state: StateDir, out: Outcome, operation: str) -> None:
-    state.append_audit({"operation": operation, "user": getpass.getuser(),
-                        "host": socket.gethostname(),
-                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "finished_at": time.time(), **out.to_dict()})
+def _wait_healthy(ctx: FailoverContext, target: RegionTopology) -> Assessment:
+    """A region that was just started or unfenced needs a few probe intervals before every
+    vantage point has seen it healthy; give them that long, not more."""
+    policy = ctx.dep.failover
+    patience = max(3 * policy.probe_interval, 2.0)
+    t = time.monotonic()
+    while True:
+        votes, _ = region_votes(ctx.topology, ctx.dep, extra=ctx.extra_votes)
+        verdict = assess(target.name, votes, policy)
+        if verdict.healthy or time.monotonic() - t > patience:
+            return verdict
+        time.sleep(min(0.25, policy.probe_interval))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hadeploy.errors import ExitCode, HadeployError
+
 RETENTION_SECONDS = 7 * 24 * 3600
 
 SCHEMA = """
@@ -41,15 +43,38 @@ class ProbeRow:
     error: str | None
 
 
+class HistoryError(HadeployError):
+    def __init__(self, path: Path, exc: Exception) -> None:
+        super().__init__(f"probe history {path} cannot be used ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})", hint=f"move it away (mv {path} {path}.bak); "
+                         "'hadeploy watch' starts a new one", code=ExitCode.BAD_INPUT)
+
+
 class History:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=5, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            if path.exists() and not path.is_file():
+                raise IsADirectoryError(f"{path} is not a file")
+            if read_only:
+                # Nothing is created or changed: 'status' only reads. Without a write-ahead
+                # log (no 'watch' writing) the file is complete and read as immutable, which
+                # creates no -wal/-shm file; with one, SQLite reads through the writer's.
+                wal = path.with_name(path.name + "-wal").exists()
+                mode = "mode=ro" if wal else "mode=ro&immutable=1"
+                self.db = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5,
+                                          isolation_level=None, check_same_thread=False)
+                self.db.execute("SELECT COUNT(*) FROM probes LIMIT 1").fetchone()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, timeout=5, isolation_level=None,
+                                          check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                self.db.execute("PRAGMA quick_check").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise HistoryError(path, exc) from None
         self._last_prune = 0.0
 
     def close(self) -> None:
@@ -94,3 +119,14 @@ class History:
 
 def history_path(state: Path) -> Path:
     return state / "history.sqlite"
+
+
+def read_summaries(path: Path, regions: list[str], window: float) -> dict[str, Any]:
+    """Per region, :meth:`History.summary`, opened read-only (raises HistoryError)."""
+    db = History(path, read_only=True)
+    try:
+        return {r: db.summary(r, window=window) for r in regions}
+    except sqlite3.Error as exc:
+        raise HistoryError(path, exc) from None
+    finally:
+        db.close()

@@ -1,44 +1,110 @@
 """``hadeploy status``: probe every host and endpoint, ask the DNS server which region
-is active. The JSON document built here is a documented contract (docs/status-schema.md).
+is active. The document built here is a versioned contract (docs/status-schema.md),
+defined by the models below.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from hadeploy.config import Deployment
 from hadeploy.dns.base import DnsProvider
-from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
 from hadeploy.errors import HadeployError
 from hadeploy.health import ProbeResult, probe_many
-from hadeploy.topology import Topology
+from hadeploy.topology import HostKind, Topology
 
-SCHEMA_VERSION = 1
 LB_HEALTH_PATH = "/lb-health"  # haproxy's monitor-uri (roles/haproxy)
 LB_HEADER = "x-hadeploy-lb"  # set by haproxy on every response (roles/haproxy)
 
 
-def host_url(kind: str, address: str, dep: Deployment) -> str:
-    if kind == "lb":
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DnsStatus(_Doc):
+    server: str
+    port: int
+    zone: str
+    record: str
+    ttl: int
+    answer: list[str]
+    error: str | None
+
+
+class EndpointStatus(_Doc):
+    status: int | None
+    latency_ms: float
+    error: str | None
+
+
+class HostStatus(_Doc):
+    name: str
+    address: str
+    kind: Literal["lb", "app"]
+    healthy: bool
+    standby: bool
+    status: int | None
+    latency_ms: float
+    error: str | None
+    container: str | None = None  # lab only: podman state (running, exited, missing)
+
+
+class RegionStatus(_Doc):
+    name: str
+    role: Literal["primary", "secondary"]
+    standby: Literal["hot", "warm", "cold"]
+    active: bool
+    vip: str
+    url: str
+    healthy: bool
+    lb_master: str | None
+    serving_expected: bool
+    fenced: bool
+    promoted: bool
+    endpoint: EndpointStatus
+    hosts: list[HostStatus]
+    history: dict[str, Any] | None
+
+
+class StatusDoc(_Doc):
+    """``hadeploy status --json``, schema version 1."""
+
+    schema_version: Literal[1] = 1
+    deployment: str
+    target: Literal["lab", "aws"]
+    checked_at: str
+    active_region: str | None
+    healthy: bool
+    degraded: bool
+    history_error: str | None = None
+    dns: DnsStatus
+    regions: list[RegionStatus]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=False)
+
+
+def host_url(kind: HostKind, address: str, dep: Deployment) -> str:
+    if kind is HostKind.LB:
         return f"http://{address}{LB_HEALTH_PATH}"
     return f"http://{address}:{dep.app.port}{dep.app.health_path}"
 
 
-def dns_provider(topo: Topology, state: Path) -> Rfc2136Provider:
-    key_path = state / "dns" / "tsig.json"
-    key = TsigKey.load(key_path) if key_path.exists() else None
-    return Rfc2136Provider(topo.dns.server, topo.dns.port, topo.dns.zone, key)
+def _endpoint(r: ProbeResult) -> EndpointStatus:
+    return EndpointStatus(status=r.status, latency_ms=round(r.latency_ms, 1), error=r.error)
 
 
-def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.0,
-            container_states: dict[str, str] | None = None, dns: DnsProvider | None = None,
-            host_health: dict[str, ProbeResult] | None = None) -> dict[str, Any]:
-    """``dns``: the provider to ask (default: the lab's RFC 2136 server). ``host_health``:
-    host name → result when the target knows its hosts' health better than a probe from
-    here (aws: the ALB's target health); then hosts are not probed."""
+def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
+            timeout: float = 1.0, container_states: dict[str, str] | None = None,
+            host_health: dict[str, ProbeResult] | None = None) -> StatusDoc:
+    """``dns``: the provider to ask. ``host_health``: host name → result when the target
+    knows its hosts' health better than a probe from here (aws: the ALB's target health);
+    then hosts are not probed. ``container_states``: the lab's podman states."""
+    from hadeploy.state import utc_now
+
     urls: list[str] = []
     for region in topo.regions:
         urls.append(f"{region.url}{dep.app.health_path}")
@@ -46,72 +112,64 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, timeout: float = 1.
             urls += [host_url(h.kind, h.address, dep) for h in region.hosts]
     results = probe_many(urls, timeout)
 
-    dns_doc: dict[str, Any] = {"server": topo.dns.server, "port": topo.dns.port,
-                               "zone": topo.dns.zone, "record": topo.dns.fqdn,
-                               "ttl": topo.dns.ttl, "answer": [], "error": None}
+    dns_doc = DnsStatus(server=topo.dns.server, port=topo.dns.port, zone=topo.dns.zone,
+                        record=topo.dns.fqdn, ttl=topo.dns.ttl, answer=[], error=None)
     try:
-        dns_doc["answer"] = (dns or dns_provider(topo, state)).read(topo.dns.record)
+        dns_doc.answer = dns.read(topo.dns.record)
     except HadeployError as exc:
-        dns_doc["error"] = exc.message
-    active = [r.name for r in topo.regions if r.vip in dns_doc["answer"]]
-    history = _history(state, [r.name for r in topo.regions])
+        dns_doc.error = exc.message
+    active = [r.name for r in topo.regions if r.vip in dns_doc.answer]
+    history, history_error = _history(state, [r.name for r in topo.regions])
 
-    regions: list[dict[str, Any]] = []
+    regions: list[RegionStatus] = []
     for region in topo.regions:
         vip = results[f"{region.url}{dep.app.health_path}"]
         hosts = []
         for h in region.hosts:
             r = (host_health.get(h.name) or ProbeResult(h.name, False, None, 0.0, "unknown")
                  if host_health is not None else results[host_url(h.kind, h.address, dep)])
-            entry: dict[str, Any] = {"name": h.name, "address": h.address, "kind": h.kind,
-                                     "healthy": r.ok, "standby": h.standby, "status": r.status,
-                                     "latency_ms": round(r.latency_ms, 1), "error": r.error}
-            if container_states is not None:
-                entry["container"] = container_states.get(h.name, "missing")
-            hosts.append(entry)
-        regions.append({
-            "name": region.name, "role": region.role, "standby": region.standby,
-            "active": region.name in active, "vip": region.vip, "url": region.url,
-            "healthy": vip.ok, "lb_master": vip.headers.get(LB_HEADER),
-            "serving_expected": region.serving_expected, "fenced": region.fenced,
-            "promoted": region.promoted,
-            "endpoint": {"status": vip.status, "latency_ms": round(vip.latency_ms, 1),
-                         "error": vip.error},
-            "hosts": hosts,
-            "history": history.get(region.name),
-        })
-    return {
-        "schema_version": SCHEMA_VERSION, "deployment": topo.deployment, "target": topo.target,
-        "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "active_region": active[0] if len(active) == 1 else None,
-        "healthy": all(r["healthy"] for r in regions if r["serving_expected"] or r["active"])
+            hosts.append(HostStatus(
+                name=h.name, address=h.address, kind=h.kind.value, healthy=r.ok,
+                standby=h.standby, status=r.status, latency_ms=round(r.latency_ms, 1),
+                error=r.error, container=None if container_states is None
+                else container_states.get(h.name, "missing")))
+        regions.append(RegionStatus(
+            name=region.name, role=region.role.value, standby=region.standby.value,
+            active=region.name in active, vip=region.vip, url=region.url, healthy=vip.ok,
+            lb_master=vip.headers.get(LB_HEADER), serving_expected=region.serving_expected,
+            fenced=region.fenced, promoted=region.promoted, endpoint=_endpoint(vip),
+            hosts=hosts, history=history.get(region.name)))
+    return StatusDoc(
+        deployment=topo.deployment, target=topo.target.value, checked_at=utc_now(),
+        active_region=active[0] if len(active) == 1 else None,
+        healthy=all(r.healthy for r in regions if r.serving_expected or r.active)
         and len(active) == 1,
-        "degraded": any(not h["healthy"] and not (h["standby"] and h.get("container") != "running")
-                        for r in regions for h in r["hosts"]),
-        "dns": dns_doc, "regions": regions,
-    }
+        degraded=any(not h.healthy and not (h.standby and h.container != "running")
+                     for r in regions for h in r.hosts),
+        history_error=history_error, dns=dns_doc, regions=regions)
 
 
-def _history(state: Path, regions: list[str]) -> dict[str, Any]:
-    """Recent probe history per region (written by 'watch'); {} when there is none."""
-    from hadeploy.history import History, history_path
+def _history(state: Path, regions: list[str]) -> tuple[dict[str, Any], str | None]:
+    """Recent probe history per region (written by 'watch'), read-only; ({}, None) when
+    there is none, ({}, why) when the database cannot be read."""
+    from hadeploy.history import HistoryError, history_path, read_summaries
 
     path = history_path(state)
     if not path.exists():
-        return {}
-    db = History(path)
+        return {}, None
     try:
-        return {r: db.summary(r, window=300) for r in regions}
-    finally:
-        db.close()
+        return read_summaries(path, regions, window=300), None
+    except HistoryError as exc:
+        return {}, exc.message
 
 
-def render_text(doc: dict[str, Any]) -> Any:
+def render_text(status: StatusDoc) -> Any:
     """A rich renderable for humans (the JSON document stays the contract)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    doc = status.model_dump(mode="json")
     dns = doc["dns"]
     answer = ", ".join(dns["answer"]) or "(no answer)"
     head = Text.assemble(
@@ -152,5 +210,3 @@ def render_text(doc: dict[str, Any]) -> Any:
     return Group(*lines)
 
 
-def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=False)

@@ -10,26 +10,37 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
-from hadeploy.config import Deployment, Target
+from hadeploy.config import Deployment, Role, Standby, Target
 
 APP_DATA_DIR = "/srv/hadeploy/shared"
 LB_PRIORITIES = (150, 100)
+
+
+class HostKind(StrEnum):
+    LB = "lb"  # a load balancer (haproxy, and keepalived where the target needs a VIP)
+    APP = "app"  # an application host
+
+
+class StorageType(StrEnum):
+    VOLUME = "volume"  # lab: a podman volume mounted on every app host of the region
+    EFS = "efs"  # aws: an EFS file system
 
 
 @dataclass(frozen=True)
 class Host:
     name: str  # the inventory name (lab: the container name)
     address: str
-    kind: str  # "lb" | "app"
+    kind: HostKind
     region: str
     standby: bool = False  # kept stopped while its region is a warm/cold standby
 
 
 @dataclass(frozen=True)
 class SharedStorage:
-    type: str  # "volume" (lab: a podman volume) | "efs"
+    type: StorageType
     source: str  # lab: volume name; aws: the EFS file system's DNS name
     path: str = APP_DATA_DIR
 
@@ -37,8 +48,8 @@ class SharedStorage:
 @dataclass(frozen=True)
 class RegionTopology:
     name: str
-    role: str
-    standby: str
+    role: Role
+    standby: Standby
     vip: str  # the region's public endpoint address (lab: VRRP virtual IP)
     url: str  # the region's public endpoint, e.g. http://10.91.1.10
     subnet: str
@@ -52,9 +63,9 @@ class RegionTopology:
     @property
     def serving_expected(self) -> bool:
         """A cold standby (all app hosts stopped on purpose) is not expected to serve."""
-        return any(not h.standby for h in self.of_kind("app"))
+        return any(not h.standby for h in self.of_kind(HostKind.APP))
 
-    def of_kind(self, kind: str) -> list[Host]:
+    def of_kind(self, kind: HostKind) -> list[Host]:
         return [h for h in self.hosts if h.kind == kind]
 
 
@@ -74,7 +85,7 @@ class DnsEndpoint:
 @dataclass(frozen=True)
 class Topology:
     deployment: str
-    target: str
+    target: Target
     dns: DnsEndpoint
     regions: tuple[RegionTopology, ...]
 
@@ -84,19 +95,41 @@ class Topology:
     def region_of_address(self, address: str) -> RegionTopology | None:
         return next((r for r in self.regions if r.vip == address), None)
 
+    def active_region(self, answer: list[str]) -> str | None:
+        """The one region a DNS answer names, or None (no region, or several)."""
+        names = [r.name for r in self.regions if r.vip in answer]
+        return names[0] if len(names) == 1 else None
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc: dict[str, Any] = json.loads(json.dumps(asdict(self)))  # enums as their values
+        return doc
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Topology:
-        """The inverse of :meth:`to_dict` (``<state>/topology.json``)."""
-        regions = []
-        for r in doc["regions"]:
-            fields = dict(r)
-            fields["storage"] = SharedStorage(**r["storage"])
-            fields["hosts"] = tuple(Host(**h) for h in r.get("hosts") or ())
-            regions.append(RegionTopology(**fields))
-        return cls(doc["deployment"], doc["target"], DnsEndpoint(**doc["dns"]), tuple(regions))
+    def from_dict(cls, doc: Any) -> Topology:
+        """The inverse of :meth:`to_dict` (``<state>/topology.json``); raises ValueError
+        naming what is wrong when ``doc`` is not a topology."""
+        try:
+            regions = []
+            for r in doc["regions"]:
+                fields = dict(r)
+                storage = r["storage"]
+                fields["storage"] = SharedStorage(StorageType(storage["type"]),
+                                                  str(storage["source"]),
+                                                  str(storage.get("path", APP_DATA_DIR)))
+                fields["role"], fields["standby"] = Role(r["role"]), Standby(r["standby"])
+                fields["hosts"] = tuple(Host(str(h["name"]), str(h["address"]),
+                                             HostKind(h["kind"]), str(h["region"]),
+                                             bool(h.get("standby", False)))
+                                        for h in r.get("hosts") or ())
+                regions.append(RegionTopology(**fields))
+            dns = doc["dns"]
+            endpoint = DnsEndpoint(str(dns["server"]), int(dns["port"]), str(dns["zone"]),
+                                   str(dns["record"]), int(dns["ttl"]))
+            return cls(str(doc["deployment"]), Target(doc["target"]), endpoint,
+                       tuple(regions))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a topology ({type(exc).__name__}: {str(exc)[:120]})"
+                             ) from None
 
     def with_flags(self, *, promoted: frozenset[str] = frozenset(),
                    fenced: frozenset[str] = frozenset()) -> Topology:
@@ -104,70 +137,6 @@ class Topology:
         return replace(self, regions=tuple(
             replace(r, promoted=r.name in promoted, fenced=r.name in fenced)
             for r in self.regions))
-
-
-# --- lab addressing: deterministic, derived from the Deployment alone -------------------
-
-def lab_host_name(deployment: str, region: str, part: str) -> str:
-    return f"hd-{deployment}-{region}-{part}"
-
-
-def lab_dns_container(deployment: str) -> str:
-    return f"hd-{deployment}-dns"
-
-
-def lab_network_name(deployment: str, region: str) -> str:
-    return f"hd-{deployment}-{region}"
-
-
-def lab_control_network(deployment: str) -> str:
-    return f"hd-{deployment}-ctl"
-
-
-def lab_volume_name(deployment: str, region: str) -> str:
-    return f"hd-{deployment}-{region}-shared"
-
-
-PROBER_PORT = 9100
-
-
-def running_app_hosts(hosts: int, standby: str) -> int:
-    """App hosts kept running: hot all, warm half (at least one), cold none."""
-    return {"hot": hosts, "warm": max(1, hosts // 2), "cold": 0}[standby]
-
-
-def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
-                 fenced: frozenset[str] = frozenset()) -> Topology:
-    """The lab's topology: gateway .1, prober .5, VIP .10, load balancers .11/.12, app
-    hosts .21+. ``promoted``/``fenced``: region states a failover recorded."""
-    regions = []
-    for index, region in enumerate(dep.regions):
-        assert region.lab_subnet is not None  # validated for target lab
-        net = ipaddress.IPv4Network(region.lab_subnet)
-        base = net.network_address
-        running = region.hosts if region.name in promoted else running_app_hosts(
-            region.hosts, region.standby.value)
-        hosts = [Host(lab_host_name(dep.name, region.name, f"lb{i + 1}"), str(base + 11 + i),
-                      "lb", region.name) for i in range(len(LB_PRIORITIES))]
-        hosts += [Host(lab_host_name(dep.name, region.name, f"app{i + 1}"), str(base + 21 + i),
-                       "app", region.name, standby=i >= running)
-                  for i in range(region.hosts)]
-        vip = str(base + 10)
-        prober = f"http://{base + 5}:{PROBER_PORT}/results" if len(dep.regions) > 1 else None
-        regions.append(RegionTopology(
-            name=region.name, role=region.role.value, standby=region.standby.value, vip=vip,
-            url=f"http://{vip}", subnet=str(net), router_id=51 + index,
-            storage=SharedStorage("volume", lab_volume_name(dep.name, region.name)),
-            hosts=tuple(hosts), prober=prober, fenced=region.name in fenced,
-            promoted=region.name in promoted))
-    control = ipaddress.IPv4Network(dep.lab.control_subnet)
-    dns = DnsEndpoint(str(control.network_address + 53), 53, dep.dns.zone, dep.dns.record,
-                      dep.dns.ttl)
-    return Topology(dep.name, Target.LAB.value, dns, tuple(regions))
-
-
-def lab_gateway(subnet: str) -> str:
-    return str(ipaddress.IPv4Network(subnet).network_address + 1)
 
 
 # --- inventory: the one place that maps the topology onto the roles' variables ----------
@@ -183,10 +152,10 @@ def render_inventory(topo: Topology, dep: Deployment,
     groups: dict[str, dict[str, Any]] = {"lb": {}, "app": {}}
     region_groups: dict[str, dict[str, Any]] = {}
     for region in topo.regions:
-        apps = region.of_kind("app")
+        apps = region.of_kind(HostKind.APP)
         backends = [{"name": h.name, "address": h.address, "port": dep.app.port} for h in apps]
         members: dict[str, Any] = {}
-        for index, host in enumerate(region.of_kind("lb")):
+        for index, host in enumerate(region.of_kind(HostKind.LB)):
             hv = _common_vars(topo, host)
             hv.update({
                 "haproxy_frontend_port": 80,
@@ -210,18 +179,22 @@ def render_inventory(topo: Topology, dep: Deployment,
                 "app_data_dir": region.storage.path,
                 "shared_storage_path": region.storage.path,
                 "shared_storage_type": region.storage.type,
-                "shared_storage_source": "" if region.storage.type == "volume"
+                "shared_storage_source": "" if region.storage.type is StorageType.VOLUME
                 else region.storage.source,
             })
             groups["app"][host.name] = hv
             members[host.name] = {}
-        region_groups[f"region_{region.name.replace('-', '_')}"] = {"hosts": members}
-        # (configure.region_group() names the same group for --limit)
+        region_groups[region_group(region.name)] = {"hosts": members}
     children: dict[str, Any] = {name: {"hosts": hosts} for name, hosts in groups.items()}
     children.update(region_groups)
     return {"all": {"vars": {"hadeploy_deployment": topo.deployment,
                              "hadeploy_target": topo.target, **(connection or {})},
                     "children": children}}
+
+
+def region_group(region: str) -> str:
+    """The inventory group of a region's hosts (what ``--limit`` names)."""
+    return f"region_{region.replace('-', '_')}"
 
 
 def _common_vars(topo: Topology, host: Host) -> dict[str, Any]:

@@ -9,11 +9,6 @@ goes to the history database.
 
 from __future__ import annotations
 
-import fcntl
-import getpass
-import json
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +19,12 @@ from hadeploy.config import Deployment, Standby
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.history import History, ProbeRow, history_path
 from hadeploy.quorum import Assessment, HoldDown, LocalVantage, assess
-from hadeploy.state import StateDir
+from hadeploy.state import StateDir, parse_time
+from hadeploy.targets import Runtime
 from hadeploy.topology import Topology
 
 Log = Callable[[str], None]
+FailOver = Callable[[str, str], Any]  # (target region, reason) -> the failover's outcome
 
 
 @dataclass
@@ -39,51 +36,44 @@ class WatchStats:
 
 def last_failover_at(state: StateDir) -> float:
     """Unix time of the last completed failover/failback (from the audit log), or 0."""
-    path = state.path / "audit.jsonl"
     last = 0.0
-    if not path.exists():
-        return last
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
+    for rec in state.audit_records():
         if rec.get("operation") in {"failover", "failback"} and rec.get("result") == "done":
-            last = max(last, float(rec.get("finished_at") or 0.0))
+            try:
+                last = max(last, parse_time(str(rec.get("at"))))
+            except ValueError:
+                continue
     return last
 
 
 class Watcher:
-    def __init__(self, dep: Deployment, state: StateDir,
-                 topology: Callable[[], Topology], do_failover: Callable[[str, str], Any],
-                 read_active: Callable[[Topology], str | None], log: Log,
-                 refence: Callable[[str], str] | None = None,
-                 extra_votes: Callable[[Topology], Any] | None = None) -> None:
-        self.dep, self.state, self.log = dep, state, log
+    def __init__(self, dep: Deployment, state: StateDir, runtime: Runtime,
+                 fail_over: FailOver, log: Log) -> None:
+        self.dep, self.state, self.runtime, self.log = dep, state, runtime, log
         self.policy = dep.failover
-        self.topology, self.do_failover, self.read_active = topology, do_failover, read_active
-        self.refence = refence
-        self.extra_votes = extra_votes
+        self.do_failover = fail_over
         self.local = LocalVantage()
         self.hold = HoldDown(self.policy.hold_down)
         self.down: dict[str, bool] = {}
         self.episode_noted: set[str] = set()
+        self.to_refence: set[str] = set()
         self.last_failover = last_failover_at(state)
         self.stats = WatchStats()
 
     def decide(self, reason: str, **fields: Any) -> None:
         self.stats.decisions += 1
         self.log(reason)
-        self.state.append_audit({"operation": "watch", "decision": reason,
-                                 "user": getpass.getuser(), "host": socket.gethostname(),
-                                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                 "ts": time.time(), **fields})
+        self.state.audit("watch", decision=reason, **fields)
+
+    def read_active(self, topo: Topology) -> str | None:
+        return topo.active_region(self.runtime.dns(topo).read(topo.dns.record))
 
     def round(self, history: History) -> None:
         from hadeploy.failover import region_votes
 
-        topo = self.topology()
-        votes, _ = region_votes(topo, self.dep, local=self.local, extra=self.extra_votes)
+        topo = self.runtime.topology()
+        votes, _ = region_votes(topo, self.dep, local=self.local,
+                                extra=self.runtime.extra_votes)
         history.add(ProbeRow(v.at, v.vantage, v.region, v.ok, v.status, v.latency_ms, v.error)
                     for v in votes)
         now = time.time()
@@ -98,11 +88,10 @@ class Watcher:
                             region=name, state=state, votes=a.to_dict()["votes"])
                 if not a.down:
                     self.episode_noted.discard(name)
-                    self._enforce_fence(topo, name)
+                    self.to_refence.add(name)
         if self.stats.rounds == 0:
-            for name, a in verdicts.items():
-                if not a.down:
-                    self._enforce_fence(topo, name)
+            self.to_refence |= {name for name, a in verdicts.items() if not a.down}
+        self._enforce_fences(topo)
         self.stats.rounds += 1
         try:
             active = self.read_active(topo)
@@ -123,13 +112,29 @@ class Watcher:
                             f"watch: auto failback, {self.dep.primary.name} healthy for "
                             f"{self.policy.hold_down:.0f} s")
 
-    def _enforce_fence(self, topo: Topology, region: str) -> None:
+    def _enforce_fences(self, topo: Topology) -> None:
         """A region fenced while it was unreachable comes back with its own (unfenced)
-        configuration: fence it again before it can take a stray write."""
-        if self.refence is not None and topo.region(region).fenced:
-            result = self.refence(region)
-            self.decide(f"re-applied the fence of {region}: {result}", region=region,
-                        action="fence")
+        configuration: fence it again before it can take a stray write. Under the
+        deployment lock, like every change of region state; while a failover holds the
+        lock, the re-fence waits for the next round."""
+        todo = sorted(r for r in self.to_refence if topo.region(r).fenced)
+        self.to_refence -= set(self.to_refence) - set(todo)
+        if not todo:
+            return
+        try:
+            with self.state.lock("watch: re-fence"):
+                topo = self.runtime.topology()  # what the lock holder may have changed
+                ops = self.runtime.region_ops(topo)
+                for region in todo:
+                    self.to_refence.discard(region)
+                    if topo.region(region).fenced:
+                        result = ops.fence(topo.region(region), timeout=5)
+                        self.decide(f"re-applied the fence of {region}: {result}",
+                                    region=region, action="fence")
+        except HadeployError as exc:
+            if exc.code is not ExitCode.LOCKED:
+                raise
+            self.log(f"re-fence of {', '.join(todo)} waits: {exc.message}")
 
     def _maybe_fail_over(self, topo: Topology, active: str, verdicts: dict[str, Assessment],
                          now: float) -> None:
@@ -174,36 +179,24 @@ class Watcher:
         self.stats.failovers.append(out.to_dict() if hasattr(out, "to_dict") else {})
 
     def run(self, stop: threading.Event, max_seconds: float | None = None) -> WatchStats:
-        lock = self._single_instance()
-        history = History(history_path(self.state.path))
-        self.decide(f"watch started (probe every {self.policy.probe_interval} s, threshold "
-                    f"{self.policy.failure_threshold}, quorum {self.policy.quorum}, "
-                    f"min interval {self.policy.min_interval:.0f} s, auto failback "
-                    f"{self.policy.auto_failback})")
-        started = time.monotonic()
-        next_at = time.monotonic()
-        try:
-            while not stop.is_set():
-                if max_seconds is not None and time.monotonic() - started > max_seconds:
-                    break
-                self.round(history)
-                next_at += self.policy.probe_interval
-                stop.wait(max(0.0, next_at - time.monotonic()))
-        finally:
-            history.close()
-            self.decide(f"watch stopped after {self.stats.rounds} rounds, "
-                        f"{len(self.stats.failovers)} failover(s)")
-            os.close(lock)
+        with self.state.lock("watch", name="watch.lock",
+                             holder_hint="run one watcher per deployment"):
+            history = History(history_path(self.state.path))
+            self.decide(f"watch started (probe every {self.policy.probe_interval} s, "
+                        f"threshold {self.policy.failure_threshold}, quorum "
+                        f"{self.policy.quorum}, min interval {self.policy.min_interval:.0f} s, "
+                        f"auto failback {self.policy.auto_failback})")
+            started = time.monotonic()
+            next_at = time.monotonic()
+            try:
+                while not stop.is_set():
+                    if max_seconds is not None and time.monotonic() - started > max_seconds:
+                        break
+                    self.round(history)
+                    next_at += self.policy.probe_interval
+                    stop.wait(max(0.0, next_at - time.monotonic()))
+            finally:
+                history.close()
+                self.decide(f"watch stopped after {self.stats.rounds} rounds, "
+                            f"{len(self.stats.failovers)} failover(s)")
         return self.stats
-
-    def _single_instance(self) -> int:
-        self.state.ensure()
-        fd = os.open(self.state.path / "watch.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise HadeployError(f"another 'hadeploy watch' is running for '{self.dep.name}'",
-                                hint="run one watcher per deployment", code=ExitCode.LOCKED
-                                ) from None
-        return fd

@@ -3,7 +3,7 @@
 The world a real ``hadeploy up`` builds is created with boto3 in moto (per region: VPC,
 ALB, target group, ACM certificate, HTTPS listener, launch template, Auto Scaling group;
 globally: a zone, one health check per region, PRIMARY/SECONDARY failover aliases), and
-the state files are written by the same functions ``up`` uses (``AwsTarget.topology``,
+the state files are written by the same functions ``up`` uses (``Stacks.topology``,
 ``operate_doc``). Then the real CLI runs as a subprocess with ``AWS_ENDPOINT_URL``.
 
 What moto cannot show is not relied on: the ALB's DNS name does not
@@ -117,7 +117,7 @@ def build_dns(url: str, regional: dict[str, dict[str, Any]]) -> dict[str, Any]:
 @pytest.fixture
 def world(url: str, tmp_path: Path) -> dict[str, Any]:
     """moto holds what 'up' built; <state>/demo holds what 'up' saved."""
-    from hadeploy.targets.aws.driver import AwsTarget, no_hosts, operate_doc
+    from hadeploy.targets.aws.driver import Stacks, no_hosts, operate_doc
 
     regional = {"east": build_region(url, "east", REGIONS["east"], (2, 2, 2)),
                 "west": build_region(url, "west", REGIONS["west"], (0, 0, 2))}
@@ -128,9 +128,9 @@ def world(url: str, tmp_path: Path) -> dict[str, Any]:
     dep = hconfig.load(cfg)
     state = StateDir(tmp_path / "state" / dep.name)
     state.save_deployment(dep)
-    target = AwsTarget(dep, host_lister=no_hosts)
-    state.save_json("topology.json", target.topology(regional, glob).to_dict())
-    state.save_json("aws.json", operate_doc(dep, target.settings, regional, glob))
+    stacks = Stacks(dep, host_lister=no_hosts)
+    state.save_json("topology.json", stacks.topology(regional, glob).to_dict())
+    state.save_model("aws.json", operate_doc(dep, stacks.settings, regional, glob))
     return {"url": url, "cfg": cfg, "dep": dep, "state": state, "regional": regional,
             "glob": glob, "tmp": tmp_path}
 
@@ -211,7 +211,7 @@ def test_cli_failover_to_cold_region_then_failback(world: dict[str, Any]) -> Non
     group = asg(world, "west")
     assert (group["MinSize"], group["DesiredCapacity"]) == (2, 2)
     flags = json.loads((world["state"].path / "regions.json").read_text())
-    assert flags == {"fenced": ["east"], "promoted": ["west"]}
+    assert flags == {"version": 1, "fenced": ["east"], "promoted": ["west"]}
     rec = audit(world)[-1]
     assert rec["operation"] == "failover" and rec["result"] == "done"
     assert rec["forced"] is True and rec["reason"] == "drill" and rec["to"] == "west"
@@ -273,7 +273,7 @@ def test_cli_refuses_without_health_and_for_unknown_region(world: dict[str, Any]
 
 def _engine(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, healthy: set[str]) -> Any:
     from hadeploy import failover as fo
-    from hadeploy import operate
+    from hadeploy import targets
 
     def fake_probe(url: str, timeout: float = 1.0) -> ProbeResult:
         ok = any(world["regional"][r]["alb_dns_name"] in url for r in healthy)
@@ -282,22 +282,21 @@ def _engine(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, healthy: set
     monkeypatch.setattr(fo, "probe", fake_probe)
     monkeypatch.setenv("AWS_ENDPOINT_URL", world["url"])
     monkeypatch.setenv("HADEPLOY_ROUTE53_VOTES", "0")
-    return operate.for_deployment(world["dep"], world["state"])
+    runtime = targets.for_deployment(world["dep"], world["state"]).runtime()
+    return fo.FailoverContext.of(world["dep"], world["state"], runtime)
 
 
 def test_engine_failover_is_one_route53_batch_and_not_forced(
         world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from hadeploy import failover as fo
 
-    op = _engine(world, monkeypatch, healthy={"east", "west"})
-    topo = op.topology()
-    dns = op.dns(topo)
+    ctx = _engine(world, monkeypatch, healthy={"east", "west"})
+    dns = ctx.dns
     batches: list[dict[str, Any]] = []
     dns.client().meta.events.register(  # type: ignore[attr-defined]
         "provide-client-params.route53.ChangeResourceRecordSets",
         lambda params, **_kw: batches.append(params["ChangeBatch"]))
-    out = fo.failover(world["dep"], topo, world["state"], dns, op.ops(topo), to="west",
-                      reason="test")
+    out = fo.failover(ctx, fo.FailoverRequest(to="west", reason="test"))
     assert out.result == "done" and out.forced is False
     assert out.health is not None and out.health["healthy"] is True
     assert len(batches) == 1
@@ -312,11 +311,9 @@ def test_engine_refuses_unhealthy_target(world: dict[str, Any],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from hadeploy import failover as fo
 
-    op = _engine(world, monkeypatch, healthy={"east"})
-    topo = op.topology()
+    ctx = _engine(world, monkeypatch, healthy={"east"})
     with pytest.raises(HadeployError) as err:
-        fo.failover(world["dep"], topo, world["state"], op.dns(topo), op.ops(topo), to="west",
-                    reason="test")
+        fo.failover(ctx, fo.FailoverRequest(to="west", reason="test"))
     assert err.value.code is ExitCode.REFUSED
     assert alias(records(world)["PRIMARY"]) == world["regional"]["east"]["alb_dns_name"].lower()
 
@@ -324,14 +321,22 @@ def test_engine_refuses_unhealthy_target(world: dict[str, Any],
 def test_fence_of_an_unreachable_region_is_reported_not_raised(
         world: dict[str, Any]) -> None:
     from hadeploy.targets.aws.ops import AwsRegionOps
+
+    doc, topo = _operate(world)
+    ops = AwsRegionOps(world["dep"], world["state"], doc, endpoint_url="http://127.0.0.1:9")
+    with world["state"].lock("failover"):
+        result = ops.fence(topo.region("east"), timeout=1)
+    assert result.startswith("unreachable, recorded as fenced"), result
+    assert world["state"].region_flags().fenced == ("east",)
+
+
+def _operate(world: dict[str, Any]) -> Any:
+    from hadeploy.targets.aws.ops import OperateDoc
     from hadeploy.topology import Topology
 
-    doc = json.loads((world["state"].path / "aws.json").read_text())
+    doc = OperateDoc.model_validate_json((world["state"].path / "aws.json").read_text())
     topo = Topology.from_dict(json.loads((world["state"].path / "topology.json").read_text()))
-    ops = AwsRegionOps(world["dep"], world["state"], doc, endpoint_url="http://127.0.0.1:9")
-    result = ops.fence(topo.region("east"), timeout=1)
-    assert result.startswith("unreachable, recorded as fenced"), result
-    assert world["state"].region_flags()["fenced"] == frozenset({"east"})
+    return doc, topo
 
 
 def test_aws_json_holds_what_operating_needs(world: dict[str, Any]) -> None:
@@ -358,10 +363,8 @@ def test_route53_checkers_vote_per_checker_region(world: dict[str, Any]) -> None
     from hadeploy.config import FailoverPolicy
     from hadeploy.quorum import assess
     from hadeploy.targets.aws.ops import Route53Checkers
-    from hadeploy.topology import Topology
 
-    doc = json.loads((world["state"].path / "aws.json").read_text())
-    topo = Topology.from_dict(json.loads((world["state"].path / "topology.json").read_text()))
+    doc, topo = _operate(world)
     r53 = boto3.client("route53", region_name="us-east-1")
     stub = Stubber(r53)
     ok, bad = "Success: HTTP Status Code 200, OK", "Failure: Connection timed out."
@@ -391,10 +394,8 @@ def test_route53_checkers_vote_per_checker_region(world: dict[str, Any]) -> None
 
 def test_route53_checkers_that_cannot_be_asked_do_not_vote(world: dict[str, Any]) -> None:
     from hadeploy.targets.aws.ops import Route53Checkers
-    from hadeploy.topology import Topology
 
-    doc = json.loads((world["state"].path / "aws.json").read_text())
-    topo = Topology.from_dict(json.loads((world["state"].path / "topology.json").read_text()))
+    doc, topo = _operate(world)
     r53 = boto3.client("route53", region_name="us-east-1")
     stub = Stubber(r53)
     for _ in range(2):

@@ -73,7 +73,7 @@ def answer() -> list[str]:
 
 @pytest.fixture(scope="module")
 def fo(tmp_path_factory) -> Ctx:
-    from hadeploy.targets.lab.driver import destroy
+    from hadeploy.targets.lab.target import destroy
 
     destroy(NAME)
     work = tmp_path_factory.mktemp("fo")
@@ -81,7 +81,8 @@ def fo(tmp_path_factory) -> Ctx:
     ctx = Ctx(work)
     doc = ctx.json("up")
     assert doc["dns"]["answer"] == [VIP["east"]]
-    assert doc["stopped"] == [f"hd-{NAME}-north-app1"], "a cold standby is stopped after setup"
+    assert doc["stopped"] == [f"container hd-{NAME}-north-app1"], \
+        "a cold standby is stopped after setup"
     yield ctx
     destroy(NAME)
 
@@ -247,25 +248,23 @@ def get(host: str, path: str) -> tuple[int, dict]:
 KILL_BEFORE_DNS = """
 import os, signal, sys
 from pathlib import Path
-from hadeploy import config, failover
+from hadeploy import config, failover, targets
 from hadeploy.state import StateDir
-from hadeploy.status import dns_provider
-from hadeploy.targets.lab.ops import LabRegionOps
-from hadeploy.topology import lab_topology
 
 dep = config.load(Path("hadeploy.yaml"))
 state = StateDir(Path(sys.argv[1]))
-topo = lab_topology(dep, **state.region_flags())
-real = dns_provider(topo, state.path)
+ctx = failover.FailoverContext.of(dep, state, targets.for_deployment(dep, state).runtime())
+real = ctx.dns
 
 class Dying:
     verify_timeout = 10.0
     read = real.read
+    check_writable = real.check_writable
     def replace(self, *a):
         os.kill(os.getpid(), signal.SIGKILL)   # killed between fencing and the DNS change
 
-failover.failover(dep, topo, state, Dying(), LabRegionOps(dep, state, topo), to="west",
-                  reason="kill test")
+ctx.dns = Dying()
+failover.failover(ctx, failover.FailoverRequest(to="west", reason="kill test"))
 """
 
 

@@ -33,7 +33,8 @@ regions:
   - {{name: west, role: secondary, hosts: 2, lab_subnet: 10.92.2.0/24}}
 lab: {{control_subnet: 10.92.0.0/24}}
 """
-NORTH = "  - {name: north, role: secondary, hosts: 1, standby: warm, lab_subnet: 10.92.3.0/24}\n"
+NORTH = "  - {name: north, role: secondary, hosts: 2, standby: warm, lab_subnet: 10.92.3.0/24}\n"
+SOUTH = "  - {name: south, role: secondary, hosts: 1, standby: cold, lab_subnet: 10.92.4.0/24}\n"
 EAST_VIP, WEST_VIP, NORTH_VIP, DNS_SERVER = "10.92.1.10", "10.92.2.10", "10.92.3.10", "10.92.0.53"
 
 
@@ -63,8 +64,10 @@ class Lab:
     outputs: list[str] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
 
-    def cli(self, *args: str, timeout: float = 900, input_: str | None = None):
-        r = run_cli(*args, cwd=self.workdir, env={"HADEPLOY_STATE_DIR": str(self.state)},
+    def cli(self, *args: str, timeout: float = 900, input_: str | None = None,
+            env: dict[str, str] | None = None):
+        r = run_cli(*args, cwd=self.workdir, env={"HADEPLOY_STATE_DIR": str(self.state),
+                                                  **(env or {})},
                     timeout=timeout, input_=input_)
         self.outputs += [r.out, r.err]
         return r
@@ -79,7 +82,7 @@ class Lab:
 def lab(tmp_path_factory) -> Lab:
     for tool in ("podman", "iptables"):
         assert shutil.which(tool), f"{tool} is missing: run scripts/setup.sh (CI does)"
-    from hadeploy.targets.lab.driver import destroy
+    from hadeploy.targets.lab.target import destroy
 
     destroy(NAME)  # whatever an interrupted earlier run left behind
     work = tmp_path_factory.mktemp("lab")
@@ -160,10 +163,46 @@ def post_json(host: str, path: str, body: dict) -> tuple[int, dict]:
         conn.close()
 
 
+PLANTED = f"planted-{uuid.uuid4().hex}"  # a "cloud secret" in hadeploy's environment
+
+
+class CmdlineWatch:
+    """Samples every process's command line while a run goes on."""
+
+    def __init__(self, needle: str) -> None:
+        self.needle, self.hits, self.samples = needle.encode(), [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    if self.needle in (proc / "cmdline").read_bytes():
+                        self.hits.append(proc.name)
+                except OSError:
+                    continue
+            self.samples += 1
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> CmdlineWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 def test_up_builds_two_regions(lab, measurements):
     start = time.monotonic()
-    doc = lab.json("up")
+    with CmdlineWatch(PLANTED) as cmdlines:
+        r = lab.cli("up", "--json", env={"AWS_SECRET_ACCESS_KEY": PLANTED,
+                                         "HADEPLOY_TEST_TOKEN": PLANTED})
+    assert r.rc == 0, r.err
+    doc = json.loads(r.out)
     measurements["cold up, 2 regions x 2 app hosts (s)"] = round(time.monotonic() - start, 1)
+    assert cmdlines.samples > 10 and cmdlines.hits == [], "a secret on a command line"
     assert doc["changed"] and doc["configured"]
     assert doc["ansible"]["failures"] == [] and len(doc["ansible"]["hosts"]) == 8
     assert doc["dns"]["answer"] == [EAST_VIP]
@@ -215,9 +254,20 @@ def test_tsig_key_is_private_and_never_printed(lab):
     secret = json.loads(key_file.read_text())["secret"]
     assert all(secret not in out for out in lab.outputs)
     artifacts = lab.state / NAME / "ansible"
+    assert any(p.name == "command" for p in artifacts.rglob("*")), "no artifact to check"
     for path in artifacts.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="ignore"), path
+
+
+def test_secrets_of_the_environment_land_nowhere_in_the_state(lab):
+    """ansible-runner copies its environment into artifacts/<id>/command: only the
+    variables Ansible needs are passed, so a cloud secret in hadeploy's environment is
+    in no file of the state directory (and was on no command line, see the first test)."""
+    files = [p for p in (lab.state / NAME).rglob("*") if p.is_file()]
+    assert len(files) > 10
+    found = [str(p) for p in files if PLANTED.encode() in p.read_bytes()]
+    assert found == []
 
 
 @pytest.mark.parametrize("vip,region", [(EAST_VIP, "east"), (WEST_VIP, "west")])
@@ -295,22 +345,53 @@ def test_plan_after_up_has_no_changes(lab):
     assert doc["changes"] == [], doc
 
 
-def test_adding_a_region_adds_only_that_region(lab):
-    (lab.workdir / "hadeploy.yaml").write_text(CONFIG.replace("lab: ", NORTH + "lab: "))
+def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
+    """A warm and a cold region join: the plan names only them (plus the probers of the
+    other regions, which now probe them too, and the firewall rules between subnets); 'up'
+    applies exactly that plan."""
+    (lab.workdir / "hadeploy.yaml").write_text(CONFIG.replace("lab: ", NORTH + SOUTH + "lab: "))
     plan = lab.json("plan")
-    assert plan["changes"] and all("north" in c for c in plan["changes"]), plan
+    new = ("north", "south")
+    others = {f"recreate container hd-{NAME}-{r}-probe (its specification changed)"
+              for r in ("east", "west")}
+    unexpected = [c for c in plan["changes"] if not any(r in c for r in new)
+                  and c not in others and not c.startswith("create firewall")]
+    assert plan["changes"] and unexpected == [], plan["changes"]
+    assert others <= set(plan["changes"])
     doc = lab.json("up")
-    # the other regions' probers are recreated to probe north too; nothing else is touched
+    assert doc["plan"] == plan["changes"], "up applies exactly the plan that plan printed"
     assert sorted(doc["recreated"]) == [f"container hd-{NAME}-east-probe",
                                         f"container hd-{NAME}-west-probe"]
-    assert doc["started"] == []
     created = [c for c in doc["created"] if not c.endswith("firewall rule(s)")]
-    assert created and all("north" in c for c in created), created
-    assert set(doc["ansible"]["hosts"]) == {f"hd-{NAME}-north-{h}" for h in ("lb1", "lb2",
-                                                                            "app1")}
+    assert created and all(any(r in c for r in new) for c in created), created
+    assert set(doc["ansible"]["hosts"]) == {f"hd-{NAME}-{r}-{h}" for r in new
+                                            for h in ("lb1", "lb2", "app1")} | {
+        f"hd-{NAME}-north-app2"}
+    # standby hosts were configured, then stopped again: north keeps 1 of 2, south none
+    assert sorted(doc["stopped"]) == [f"container hd-{NAME}-north-app2",
+                                      f"container hd-{NAME}-south-app1"]
     assert doc["dns"]["answer"] == [EAST_VIP] and doc["dns"]["changed"] is False
     status, root, _ = get_json(NORTH_VIP, "/")
     assert status == 200 and root["region"] == "north"
+
+
+def state_snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {str(p): (p.lstat().st_mode, p.lstat().st_mtime_ns,
+                     b"" if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
+
+
+def test_plan_says_no_changes_on_a_converged_lab_with_warm_and_cold_regions(lab):
+    before = state_snapshot(lab.state)
+    doc = lab.json("plan")
+    assert doc["changes"] == [], doc
+    assert not [n for n in doc["notes"] if "not in the desired state" in n], doc["notes"]
+    human = lab.cli("plan")
+    assert human.rc == 0 and "no changes" in human.out
+    status = lab.json("status")
+    assert status["healthy"] is True and status["degraded"] is False, status
+    dry = lab.json("failover", "--to", "west", "--dry-run")
+    assert dry["result"] == "dry-run" and dry["from"] == "east"
+    assert state_snapshot(lab.state) == before, "plan, status and a dry run write nothing"
 
 
 def test_down_asks_then_leaves_nothing_behind(lab):
@@ -318,7 +399,7 @@ def test_down_asks_then_leaves_nothing_behind(lab):
     assert r.rc == 3 and "--yes" in r.err
     assert lab_objects()["containers"], "a refused down must not remove anything"
     doc = lab.json("down", "--yes")
-    assert len(doc["removed"]) >= 14
+    assert len(doc["removed"]) >= 24
     assert lab_objects() == {"containers": [], "networks": [], "volumes": [], "rules": []}
     left = sorted(p.name for p in (lab.state / NAME).iterdir())
     assert left == ["audit.jsonl", "lock"]

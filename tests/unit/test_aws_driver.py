@@ -1,6 +1,7 @@
 """The AWS driver's orchestration with a fake workspace (no Pulumi CLI, no AWS): which
-stacks, in which order, with which config, how many at once; and the environment errors a
-user sees when the Pulumi CLI, AWS credentials or the state backend are missing."""
+stacks, in which order, with which inputs, how many at once; that a plan creates no stack;
+that the app secret never travels as stack config; and the environment errors a user sees
+when the Pulumi CLI, AWS credentials or the state backend are missing."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from hadeploy.config import AwsSettings, Deployment
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.infra.settings import check_deployment, load_stack_config
 from hadeploy.targets.aws.driver import (
-    AwsTarget,
     PulumiWorkspace,
     StackFailed,
+    Stacks,
     StackSpec,
     aws_credentials_available,
 )
-from hadeploy.topology import Host
+from hadeploy.topology import Host, HostKind
 from tests.infra_mock_program import deployment
 
 
@@ -45,8 +46,7 @@ class FakeWorkspace:
 
     def _enter(self, op: str, spec: StackSpec) -> None:
         with self.lock:
-            config = {k: v.value for k, v in spec.config.items()}
-            self.calls.append((op, spec.name, {"config": config, "spec": spec}))
+            self.calls.append((op, spec.name, {"config": dict(spec.inputs), "spec": spec}))
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         time.sleep(self.delay)
@@ -62,15 +62,16 @@ class FakeWorkspace:
         return self.stacks.get(spec.name)
 
     def preview(self, spec: StackSpec) -> dict[str, int]:
+        assert spec.name in self.stacks, "a preview must never create a stack"
         self._enter("preview", spec)
-        return {"create": 50}
+        return {"same": 50, "update": 1}
 
     def up(self, spec: StackSpec) -> dict[str, Any]:
         self._enter("up", spec)
         if spec.region is None:
             outputs = {"zone_id": "ZONE", "name_servers": ["ns-1.awsdns-01.org."]}
         else:
-            aws_region = spec.config["aws:region"].value
+            aws_region = spec.inputs["aws:region"]
             outputs = {"alb_dns_name": f"alb-{spec.region}.elb.amazonaws.com",
                        "alb_zone_id": "ZALB", "efs_id": f"fs-{spec.region}",
                        "efs_dns_name": f"fs-{spec.region}.efs.{aws_region}.amazonaws.com",
@@ -90,10 +91,10 @@ class FakeWorkspace:
         return [c for o, name, c in self.calls if (o, name) == (op, stack)][nth]["config"]
 
 
-def target(dep: Deployment, settings: AwsSettings, ws: FakeWorkspace, **kw: Any) -> AwsTarget:
+def target(dep: Deployment, settings: AwsSettings, ws: FakeWorkspace, **kw: Any) -> Stacks:
     kw.setdefault("env", {"PATH": "/usr/bin"})
-    return AwsTarget(dep, settings=settings, workspace=ws, credentials=lambda: True,
-                     log=kw.pop("log", lambda _m: None), **kw)
+    return Stacks(dep, settings=settings, workspace=ws, credentials=lambda: True,
+                  log=kw.pop("log", lambda _m: None), **kw)
 
 
 # --- order and config ----------------------------------------------------------------------
@@ -127,33 +128,43 @@ def test_converged_up_is_one_pass_per_stack():
     assert ws.ops("up")[-1] == ("up", "demo-global")
 
 
-def test_regional_config_names_region_secret_and_deployment():
+def test_regional_inputs_name_region_and_deployment_but_never_the_secret():
     dep, settings = load(2)
     ws = FakeWorkspace()
-    target(dep, settings, ws).up()
+    target(dep, settings, ws, app_secret=lambda: "hunter22-planted").up()
     call = next(c for o, n, c in ws.calls if (o, n) == ("up", "demo-eu-west-1"))
-    entries = call["spec"].config
-    assert entries["aws:region"].value == "eu-west-1"
-    assert entries["hadeploy:region"].value == "eu-west-1"
-    assert entries["hadeploy:appSecret"].secret is True
-    assert entries["hadeploy:appSecret"].keep_existing is True  # generated once, then kept
-    assert len(entries["hadeploy:appSecret"].value) >= 32
+    inputs = call["spec"].inputs
+    assert inputs["aws:region"] == "eu-west-1" and inputs["hadeploy:region"] == "eu-west-1"
     parsed, parsed_settings = load_stack_config(
-        __import__("json").loads(entries["hadeploy:deployment"].value))
+        __import__("json").loads(inputs["hadeploy:deployment"]))
     assert parsed == dep and parsed_settings == settings
     assert call["spec"].project == "hadeploy-regional"
     glob = next(c for o, n, c in ws.calls if n == "demo-global")
     assert glob["spec"].project == "hadeploy-global"
     assert glob["config"]["aws:region"] == "us-east-1"
+    assert not any("hunter22" in v for _o, _n, c in ws.calls for v in c["config"].values())
 
 
-def test_secret_from_the_environment_is_used_and_never_logged():
+def test_the_program_gets_the_secret_in_process(monkeypatch):
+    """The inline program receives the secret from the driver (a closure), so it is never
+    a 'pulumi config set --secret' argument visible in /proc/<pid>/cmdline."""
+    import hadeploy.infra.regional as regional
+
+    seen: list[Any] = []
+    monkeypatch.setattr(regional, "regional_program",
+                        lambda dep, region, settings, inputs=None: seen.append(inputs))
+    dep, settings = load(2)
+    spec = target(dep, settings, FakeWorkspace(), app_secret=lambda: "hunter22").regional_spec(
+        "us-east-1", {"efs_id": "fs-peer"})
+    spec.program()
+    assert seen[0].app_secret == "hunter22" and seen[0].peer_efs_id == "fs-peer"
+    assert seen[0].peer_ready is True
+
+
+def test_secret_is_never_logged():
     dep, settings = load(2)
     ws, logged = FakeWorkspace(), []
-    target(dep, settings, ws, env={"PATH": "/usr/bin", "HADEPLOY_APP_SECRET": "hunter22"},
-           log=logged.append).up()
-    entry = ws.calls[0][2]["spec"].config["hadeploy:appSecret"]
-    assert (entry.value, entry.secret, entry.keep_existing) == ("hunter22", True, False)
+    target(dep, settings, ws, app_secret=lambda: "hunter22", log=logged.append).up()
     assert logged and not any("hunter22" in line for line in logged)
 
 
@@ -212,17 +223,20 @@ def test_dns_is_left_alone_when_the_primary_never_came_up():
     assert set(report.failed) == {"demo-us-east-1", "demo-global"}
 
 
-def test_preview_skips_dns_until_the_regions_exist_then_previews_it():
+def test_preview_touches_only_stacks_that_exist():
     dep, settings = load(2)
     ws = FakeWorkspace()
-    report = target(dep, settings, ws).preview()
-    assert sorted(ws.ops()) == [("preview", "demo-eu-west-1"), ("preview", "demo-us-east-1")]
-    assert report.notes and "demo-global" in report.notes[0]
+    stacks = target(dep, settings, ws)
+    regional, glob = stacks.current()
+    report = stacks.preview(regional, glob)
+    assert ws.ops() == [] and report.stacks == []  # nothing exists: nothing previewed
     target(dep, settings, ws).up()
     ws.calls.clear()
-    target(dep, settings, ws).preview()
-    assert ws.ops()[-1] == ("preview", "demo-global") and len(ws.ops()) == 3
-    assert ws.ops("up") == []
+    regional, glob = stacks.current()
+    stacks.preview(regional, glob)
+    assert sorted(ws.ops()) == [("preview", "demo-eu-west-1"), ("preview", "demo-global"),
+                                ("preview", "demo-us-east-1")]
+    assert ws.ops()[-1] == ("preview", "demo-global") and ws.ops("up") == []
 
 
 # --- topology --------------------------------------------------------------------------------
@@ -233,7 +247,7 @@ def test_topology_comes_from_stack_outputs():
 
     def lister(region: str, aws_region: str, key: str, value: str) -> list[Host]:
         seen.append((region, aws_region, key, value))
-        return [Host(f"i-{region}", "10.100.128.10", "app", region)]
+        return [Host(f"i-{region}", "10.100.128.10", HostKind.APP, region)]
 
     report = target(dep, settings, FakeWorkspace(), host_lister=lister).up()
     topo = report.topology
@@ -243,7 +257,7 @@ def test_topology_comes_from_stack_outputs():
     assert east.url == "https://alb-us-east-1.elb.amazonaws.com"
     assert (east.storage.type, east.storage.source) == (
         "efs", "fs-us-east-1.efs.us-east-1.amazonaws.com")
-    assert east.hosts == (Host("i-us-east-1", "10.100.128.10", "app", "us-east-1"),)
+    assert east.hosts == (Host("i-us-east-1", "10.100.128.10", HostKind.APP, "us-east-1"),)
     assert ("eu-west-1", "eu-west-1", "hadeploy:hosts", "demo-eu-west-1") in seen
     assert topo.dns.server == "ns-1.awsdns-01.org" and topo.dns.fqdn == "app.example.com."
 
@@ -252,8 +266,8 @@ def test_topology_comes_from_stack_outputs():
 
 def test_missing_pulumi_cli_is_one_environment_error():
     dep, settings = load(2)
-    aws = AwsTarget(dep, settings=settings, env={"PATH": "/nonexistent"},
-                    credentials=lambda: True)
+    aws = Stacks(dep, settings=settings, env={"PATH": "/nonexistent"},
+                 credentials=lambda: True)
     with pytest.raises(HadeployError) as err:
         aws.up()
     assert err.value.code is ExitCode.ENVIRONMENT
@@ -280,7 +294,7 @@ def test_automation_api_without_the_cli_maps_to_the_same_error(monkeypatch):
 def test_missing_credentials_is_one_environment_error():
     dep, settings = load(2)
     ws = FakeWorkspace()
-    aws = AwsTarget(dep, settings=settings, workspace=ws, credentials=lambda: False)
+    aws = Stacks(dep, settings=settings, workspace=ws, credentials=lambda: False)
     with pytest.raises(HadeployError) as err:
         aws.up()
     assert err.value.code is ExitCode.ENVIRONMENT

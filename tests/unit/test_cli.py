@@ -181,11 +181,14 @@ def test_help_does_not_import_heavy_modules():
 
 
 def test_failover_path_imports_no_provisioning_engine():
-    code = ("import sys; import hadeploy.failover, hadeploy.watch, hadeploy.quorum, "
+    code = ("import sys, pathlib; import hadeploy.failover, hadeploy.watch, hadeploy.quorum, "
             "hadeploy.commands.failover, hadeploy.commands.watch, hadeploy.targets.lab.ops, "
-            "hadeploy.dns.rfc2136, hadeploy.status, hadeploy.operate, hadeploy.dns.route53, "
-            "hadeploy.targets.aws.ops; "
-            "bad = [m for m in ('ansible_runner', 'ansible', 'pulumi', 'pulumi_aws') "
+            "hadeploy.dns.rfc2136, hadeploy.status, hadeploy.dns.route53, "
+            "hadeploy.targets.aws.ops, hadeploy.targets.aws.target; "
+            "from hadeploy import config, targets; from hadeploy.state import StateDir; "
+            "targets.for_deployment(config.from_regions(['a', 'b']), "
+            "StateDir(pathlib.Path('/nonexistent/demo'))).runtime(); "
+            "bad = [m for m in ('ansible_runner', 'ansible', 'pulumi', 'pulumi_aws', 'boto3') "
             "if m in sys.modules]; print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

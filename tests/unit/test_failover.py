@@ -1,37 +1,51 @@
-"""The failover engine with a fake DNS provider and fake region operations: guards,
-journal/resume, audit. (The real thing runs on the lab in tests/integration.)"""
+"""The failover engine with a fake DNS provider and fake region operations: its safety
+rules as rules (fence before DNS, nothing changed before a refusal, nothing written by a dry
+run), journal/resume, state files that cannot be trusted, audit.
+(The real thing runs on the lab in tests/integration.)"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from hadeploy import config, failover
 from hadeploy.errors import ExitCode, HadeployError
+from hadeploy.failover import FailoverContext, FailoverRequest
 from hadeploy.health import ProbeResult
-from hadeploy.state import StateDir
-from hadeploy.topology import lab_topology
+from hadeploy.state import JOURNAL, StateDir, StateError
+from hadeploy.targets.lab.naming import lab_topology
 
 DEP = config.from_regions(["east", "west"])
 TOPO = lab_topology(DEP)
 EAST, WEST = TOPO.region("east").vip, TOPO.region("west").vip
 
 
+class Recorder(list[str]):
+    """One ordered record of every change the fakes make, across DNS and regions."""
+
+
 class FakeDns:
     verify_timeout = 10.0
 
-    def __init__(self, answer: list[str], crash_on_replace: bool = False) -> None:
-        self.answer, self.crash, self.replaced = answer, crash_on_replace, 0
+    def __init__(self, answer: list[str], recorder: Recorder, *, crash_on_replace: bool = False,
+                 writable: bool = True) -> None:
+        self.answer, self.log, self.crash, self.writable = answer, recorder, crash_on_replace, \
+            writable
 
     def read(self, record: str) -> list[str]:
         return list(self.answer)
 
+    def check_writable(self) -> None:
+        if not self.writable:
+            raise HadeployError("no TSIG key", code=ExitCode.ENVIRONMENT)
+
     def replace(self, record: str, ttl: int, addresses: list[str]) -> None:
         if self.crash:
             raise KeyboardInterrupt  # the process dies between fence and DNS
-        self.replaced += 1
+        self.log.append(f"dns {','.join(addresses)}")
         self.answer = list(addresses)
 
     def wait_visible(self, record: str, addresses: list[str], timeout: float = 10) -> float:
@@ -42,15 +56,17 @@ class FakeDns:
 class FakeOps:
     prepare_timeout = 60.0
 
-    def __init__(self) -> None:
-        self.calls: list[str] = []
+    def __init__(self, recorder: Recorder, state: StateDir | None = None) -> None:
+        self.log, self.state = recorder, state
 
     def prepare(self, region, timeout):
-        self.calls.append(f"prepare {region.name}")
+        self.log.append(f"prepare {region.name}")
         return []
 
     def fence(self, region, timeout):
-        self.calls.append(f"fence {region.name}")
+        if self.state is not None:
+            self.state.set_region_flag("fenced", region.name, True)  # needs the lock
+        self.log.append(f"fence {region.name}")
         return "fenced"
 
 
@@ -66,75 +82,161 @@ def healthy(monkeypatch):
     return state
 
 
+def world(tmp_path: Path, answer: list[str] | None = None, **dns_kw) -> tuple[
+        FailoverContext, Recorder, FakeDns]:
+    rec = Recorder()
+    state = StateDir(tmp_path / "demo")
+    dns = FakeDns([EAST] if answer is None else answer, rec, **dns_kw)
+    return FailoverContext(DEP, state, TOPO, dns, FakeOps(rec, state)), rec, dns
+
+
 def audit(state: StateDir) -> list[dict]:
-    return [json.loads(line) for line in (state.path / "audit.jsonl").read_text().splitlines()]
+    return list(state.audit_records())
 
 
-def test_failover_fences_before_dns_and_audits(tmp_path: Path, healthy):
-    state, dns, ops = StateDir(tmp_path), FakeDns([EAST]), FakeOps()
-    out = failover.failover(DEP, TOPO, state, dns, ops, to="west", reason="drill")
-    assert out.result == "done" and dns.answer == [WEST] and dns.replaced == 1
-    assert ops.calls == ["prepare west", "fence east"]
+def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every path under root with its mode and content (directories: empty content)."""
+    out = {}
+    if not root.exists():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st = path.stat()
+            out[str(path.relative_to(root))] = (st.st_mode, b"" if path.is_dir()
+                                                else path.read_bytes())
+    return out
+
+
+# --- the rules, as rules ---------------------------------------------------------------------
+
+def test_the_old_primary_is_fenced_before_dns_moves(tmp_path: Path, healthy):
+    """One recorder sees both fakes: swapping fence and DNS in the engine fails this."""
+    ctx, rec, dns = world(tmp_path)
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="drill"))
+    assert out.result == "done" and dns.answer == [WEST]
+    assert rec == ["prepare west", "fence east", f"dns {WEST}"]
+    assert rec.index("fence east") < rec.index(f"dns {WEST}")
+
+
+def test_failover_phases_and_audit(tmp_path: Path, healthy):
+    ctx, _rec, _dns = world(tmp_path)
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="drill"))
     assert set(out.phases) >= {"lock", "plan", "prepare", "health", "fence", "dns", "verify"}
-    rec = audit(state)[-1]
+    rec = audit(ctx.state)[-1]
     assert rec["from"] == "east" and rec["to"] == "west" and rec["reason"] == "drill"
     assert rec["result"] == "done" and rec["user"] and rec["forced"] is False
-    assert not (state.path / failover.JOURNAL).exists()
+    assert rec["at"].endswith("Z") and len(rec["at"]) == len("2026-11-28T10:47:15.123Z")
+    assert not ctx.state.file(JOURNAL).exists()
+    assert ctx.state.region_flags().fenced == ("east",)
 
 
 def test_already_active_is_a_no_op(tmp_path: Path, healthy):
-    dns, ops = FakeDns([WEST]), FakeOps()
-    out = failover.failover(DEP, TOPO, StateDir(tmp_path), dns, ops, to="west", reason="x")
-    assert out.result == "already-active" and dns.replaced == 0 and ops.calls == []
+    ctx, rec, _dns = world(tmp_path, [WEST])
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert out.result == "already-active" and rec == []
 
 
 def test_unhealthy_target_is_refused_unless_forced(tmp_path: Path, healthy):
     healthy["ok"] = False
-    state, dns, ops = StateDir(tmp_path), FakeDns([EAST]), FakeOps()
+    ctx, rec, dns = world(tmp_path)
     with pytest.raises(HadeployError) as info:
-        failover.failover(DEP, TOPO, state, dns, ops, to="west", reason="x")
+        failover.failover(ctx, FailoverRequest(to="west", reason="x"))
     assert info.value.code is ExitCode.REFUSED and dns.answer == [EAST]
-    assert "fence east" not in ops.calls, "a refused run must not fence anything"
-    assert audit(state)[-1]["result"] == "refused"
-    out = failover.failover(DEP, TOPO, state, dns, ops, to="west", reason="x", force=True)
-    assert out.result == "done" and audit(state)[-1]["forced"] is True
+    assert rec == ["prepare west"], "a refused run must not fence or move anything"
+    assert audit(ctx.state)[-1]["result"] == "refused"
+    assert not ctx.state.file(JOURNAL).exists()
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="x", force=True))
+    assert out.result == "done" and audit(ctx.state)[-1]["forced"] is True
     assert "health guard overridden by --force" in out.actions
 
 
-def test_unknown_region_is_bad_input(tmp_path: Path, healthy):
+@pytest.mark.parametrize("to", ["mars", "", "west\n", "WEST"])
+def test_unknown_or_empty_region_is_bad_input_before_anything(tmp_path: Path, healthy, to):
+    ctx, rec, _dns = world(tmp_path)
     with pytest.raises(HadeployError) as info:
-        failover.failover(DEP, TOPO, StateDir(tmp_path), FakeDns([EAST]), FakeOps(),
-                          to="mars", reason="x")
-    assert info.value.code is ExitCode.BAD_INPUT
+        failover.failover(ctx, FailoverRequest(to=to, reason="x"))
+    assert info.value.code is ExitCode.BAD_INPUT and rec == []
+    assert not ctx.state.path.exists()
 
 
-def test_dry_run_changes_nothing(tmp_path: Path, healthy):
-    dns, ops = FakeDns([EAST]), FakeOps()
-    out = failover.failover(DEP, TOPO, StateDir(tmp_path), dns, ops, to="west", reason="x",
-                            dry_run=True)
-    assert out.result == "dry-run" and dns.replaced == 0 and ops.calls == []
+def test_an_unsendable_change_is_refused_before_fencing(tmp_path: Path, healthy):
+    ctx, rec, _dns = world(tmp_path, writable=False)
+    with pytest.raises(HadeployError) as info:
+        failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert info.value.code is ExitCode.ENVIRONMENT and rec == []
 
+
+def test_dry_run_takes_no_lock_and_writes_nothing(tmp_path: Path, healthy):
+    ctx, rec, _dns = world(tmp_path)
+    ctx.state.ensure()
+    ctx.state.path.chmod(0o755)  # a dry run must not even fix the mode
+    before = snapshot(tmp_path)
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="x", dry_run=True))
+    assert out.result == "dry-run" and out.from_region == "east" and rec == []
+    assert snapshot(tmp_path) == before
+
+
+def test_dry_run_of_a_missing_state_dir_creates_nothing(tmp_path: Path, healthy):
+    ctx, _rec, _dns = world(tmp_path)
+    failover.failover(ctx, FailoverRequest(to="west", reason="x", dry_run=True))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- journal and resume ----------------------------------------------------------------------
 
 def test_killed_between_phases_then_rerun_converges(tmp_path: Path, healthy):
-    state, ops = StateDir(tmp_path), FakeOps()
+    ctx, rec, _dns = world(tmp_path, crash_on_replace=True)
     with pytest.raises(KeyboardInterrupt):
-        failover.failover(DEP, TOPO, state, FakeDns([EAST], crash_on_replace=True), ops,
-                          to="west", reason="x")
-    journal = failover.read_journal(state)
-    assert journal and journal["from"] == "east" and journal["to"] == "west"
-    dns = FakeDns([EAST])
-    out = failover.failover(DEP, TOPO, state, dns, FakeOps(), to="west", reason="x")
-    assert out.resumed and out.result == "done" and dns.answer == [WEST]
-    assert failover.read_journal(state) is None
+        failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    journal = ctx.state.read_journal()
+    assert journal and journal.from_region == "east" and journal.to == "west"
+    ctx.dns = FakeDns([EAST], rec)
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert out.resumed and out.result == "done" and ctx.dns.answer == [WEST]
+    assert ctx.state.read_journal() is None
 
 
 def test_killed_after_dns_change_resumes_instead_of_no_op(tmp_path: Path, healthy):
     """DNS already moved but the run died before verifying: the re-run finishes it."""
-    state = StateDir(tmp_path)
-    state.ensure()
-    (state.path / failover.JOURNAL).write_text(json.dumps(
-        {"id": "abc", "from": "east", "to": "west", "reason": "x"}))
-    ops = FakeOps()
-    out = failover.failover(DEP, TOPO, state, FakeDns([WEST]), ops, to="west", reason="x")
-    assert out.resumed and out.result == "done" and out.id == "abc"
-    assert "fence east" in ops.calls  # fencing is re-applied (idempotent)
+    ctx, rec, _dns = world(tmp_path, [WEST])
+    ctx.state.ensure()
+    ctx.state.file(JOURNAL).write_text(json.dumps(
+        {"version": 1, "id": "abcdef012345", "from": "east", "to": "west", "reason": "x",
+         "operation": "failover", "started": "2026-11-28T10:00:00.000Z", "user": "ops"}))
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert out.resumed and out.result == "done" and out.id == "abcdef012345"
+    assert "fence east" in rec  # fencing is re-applied (idempotent)
+
+
+@pytest.mark.parametrize("journal", [
+    {"id": "abcdef012345", "to": "west", "reason": "x", "started": "t", "user": "u"},  # no from
+    {"id": "abc", "from": "east", "to": "west", "reason": "x", "started": "t", "user": "u"},
+    {"id": "abcdef012345", "from": "mars", "to": "west", "reason": "x", "started": "t",
+     "user": "u"},
+    "{not json",
+    [],
+])
+def test_a_journal_that_cannot_be_trusted_stops_before_any_change(tmp_path: Path, healthy,
+                                                                  journal):
+    ctx, rec, dns = world(tmp_path)
+    ctx.state.ensure()
+    path = ctx.state.file(JOURNAL)
+    path.write_text(journal if isinstance(journal, str) else json.dumps(journal))
+    with pytest.raises(StateError) as info:
+        failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert str(path) in info.value.message and info.value.hint
+    assert info.value.code is ExitCode.BAD_INPUT
+    assert rec == [] and dns.answer == [EAST]
+
+
+@pytest.mark.parametrize("content", ["garbage", '{"fenced": "east"}', '{"fenced": [1]}',
+                                     '{"version": 1, "fenced": ["east"], "extra": 1}'])
+def test_garbage_region_flags_stop_the_operation(tmp_path: Path, healthy, content):
+    """A regions.json that cannot be read must not silently forget that a region is fenced."""
+    ctx, rec, _dns = world(tmp_path)
+    ctx.state.ensure()
+    ctx.state.file("regions.json").write_text(content)
+    with pytest.raises(StateError, match=r"regions\.json"):
+        failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert rec == []

@@ -8,7 +8,8 @@ import json
 import yaml
 
 from hadeploy import config, configure
-from hadeploy.topology import lab_topology, render_inventory
+from hadeploy.targets.lab.naming import lab_topology
+from hadeploy.topology import render_inventory
 
 GOOD = config.parse(yaml.safe_load(config.EXAMPLE))
 

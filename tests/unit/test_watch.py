@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from hadeploy import config, failover
+from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import ProbeResult
 from hadeploy.state import StateDir
-from hadeploy.topology import lab_topology
+from hadeploy.targets import Runtime
+from hadeploy.targets.lab.naming import lab_topology
 from hadeploy.watch import Watcher
 
 DEP = config.parse({**config.from_regions(["east", "west"]).model_dump(mode="json"),
@@ -21,7 +22,7 @@ DEP = config.parse({**config.from_regions(["east", "west"]).model_dump(mode="jso
 
 class World:
     def __init__(self, tmp: Path, monkeypatch) -> None:
-        self.state = StateDir(tmp)
+        self.state = StateDir(tmp / "demo")
         self.up = {"east": True, "west": True}
         self.active = "east"
         self.failovers: list[str] = []
@@ -34,22 +35,35 @@ class World:
         monkeypatch.setattr(failover, "probe", fake_probe)
         monkeypatch.setattr(failover, "fetch_prober", lambda url, timeout: None)
 
-    def watcher(self) -> Watcher:
-        def do_failover(to, reason):
-            self.failovers.append(to)
-            self.active = to
-            self.state.set_region_flag("fenced", "east" if to == "west" else "west", True)
+    def topology(self):
+        flags = self.state.region_flags()
+        return lab_topology(DEP, promoted=flags.names("promoted"), fenced=flags.names("fenced"))
 
-        def refence(region):
-            self.refenced.append(region)
-            return "fenced"
-        return Watcher(DEP, self.state, lambda: lab_topology(DEP, **self.state.region_flags()),
-                       do_failover, lambda topo: self.active, log=lambda m: None,
-                       refence=refence)
+    def watcher(self) -> Watcher:
+        world = self
+
+        def do_failover(to, reason):
+            with self.state.lock("failover"):
+                self.failovers.append(to)
+                self.active = to
+                self.state.set_region_flag("fenced", "east" if to == "west" else "west", True)
+
+        class Dns:
+            def read(self, record):
+                return [world.topology().region(world.active).vip]
+
+        class Ops:
+            def fence(self, region, timeout):
+                world.state.set_region_flag("fenced", region.name, True)  # needs the lock
+                world.refenced.append(region.name)
+                return "fenced"
+
+        runtime = Runtime(topology=self.topology, dns=lambda topo: Dns(),
+                          region_ops=lambda topo: Ops(), status=lambda t: None)
+        return Watcher(DEP, self.state, runtime, do_failover, log=lambda m: None)
 
     def decisions(self) -> list[str]:
-        lines = (self.state.path / "audit.jsonl").read_text().splitlines()
-        return [json.loads(x).get("decision", "") for x in lines]
+        return [r.get("decision", "") for r in self.state.audit_records()]
 
 
 @pytest.fixture
@@ -115,6 +129,29 @@ def test_a_fenced_region_that_comes_back_is_fenced_again(world):
     world.up["east"] = True  # restarted by someone: its haproxy came back unfenced
     rounds(w, 1)
     assert world.refenced == ["east"]
+
+
+def test_refence_waits_for_the_lock_and_retries(world):
+    """A re-fence is a change of region state: it runs under the deployment lock, so it
+    never interleaves with a failover; while the lock is held it waits for a later round."""
+    w = world.watcher()
+    world.up["east"] = False
+    rounds(w, 3)
+    world.up["east"] = True
+    with world.state.lock("failover"):  # another run (here: this process) holds the lock
+        rounds(w, 1)
+    assert world.refenced == []
+    rounds(w, 1)
+    assert world.refenced == ["east"]
+
+
+def test_a_second_watcher_is_refused(world):
+    import threading
+
+    w = world.watcher()
+    with world.state.lock("watch", name="watch.lock"), pytest.raises(HadeployError) as info:
+        w.run(threading.Event(), max_seconds=0.1)
+    assert info.value.code is ExitCode.LOCKED
 
 
 def test_probe_history_is_kept(world):

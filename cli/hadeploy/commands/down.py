@@ -25,17 +25,21 @@ def down(
     yes: YesOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove every container, network, volume and firewall rule of the deployment.
+    """Remove every container, network, volume and firewall rule of the deployment (on aws: every
+    stack).
 
-    Asks for confirmation on a terminal; non-interactive runs need --yes. The audit log
-    in the state directory is kept. Example:  hadeploy down --yes
+    Asks for confirmation on a terminal; non-interactive runs need --yes. The audit log in the
+    state directory is kept.
+
+    Example:  hadeploy down --yes
     """
-    from hadeploy.deploy import down as do_down
+    from hadeploy import deploy, targets
 
     dep, state = resolve(config, None, deployment, state_dir)
     confirm(f"Remove deployment '{dep.name}' ({len(dep.regions)} regions) and its data?", yes)
     console = stderr_console()
-    removed = do_down(dep, state, log=lambda m: console.print(f"[dim]·[/] {m}"))
+    log = lambda m: console.print(f"[dim]·[/] {m}")  # noqa: E731
+    removed = deploy.down(targets.for_deployment(dep, state, log=log), log=log)
     if json_out:
         typer.echo(json.dumps({"deployment": dep.name, "removed": removed}, indent=2))
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
 
 import typer
 
@@ -14,13 +14,15 @@ from hadeploy.commands._common import (
     StateDirOpt,
     YesOpt,
     confirm,
+    require_built,
     resolve,
     stderr_console,
 )
 from hadeploy.errors import ExitCode, HadeployError
 
 ReasonOpt = typer.Option("", "--reason", help="Why (recorded in the audit log).")
-DryRunOpt = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+DryRunOpt = typer.Option(False, "--dry-run",
+                         help="Print the plan; take no lock, write nothing, change nothing.")
 ForceOpt = typer.Option(False, "--force",
                         help="Skip ONLY the target-health guard (recorded in the audit log).")
 
@@ -38,13 +40,17 @@ def failover(
 ) -> None:
     """Move the app's DNS name to another region, safely.
 
-    Prepares a warm/cold target, checks it is healthy by quorum, fences the old primary
-    (it refuses writes), changes DNS in one atomic update and verifies the answer on the
+    Prepares a warm/cold target, checks it is healthy by quorum, fences the old primary (it
+    refuses writes), changes DNS in one atomic update and verifies the answer on the
     authoritative server. Safe to re-run: a killed run resumes. Asks on a terminal unless
     --yes; never asks when stdin is not a terminal.
 
     Example:  hadeploy failover --to west --reason "east AZ outage" --yes --json
     """
+    if not to.strip():
+        raise HadeployError("--to is empty", hint="name the region to move traffic to, e.g. "
+                            "--to west (an unset variable in a script?)",
+                            code=ExitCode.BAD_INPUT)
     _run(to, reason or "manual failover", dry_run, yes, force, json_out, config, deployment,
          state_dir, "failover")
 
@@ -68,29 +74,28 @@ def failback(
 
 
 def _run(to: str | None, reason: str, dry_run: bool, yes: bool, force: bool, json_out: bool,
-         config: Any, deployment: str | None, state_dir: Any, operation: str) -> None:
-    from hadeploy import failover as fo
-    from hadeploy.operate import for_deployment, require_built
+         config: Path | None, deployment: str | None, state_dir: Path | None,
+         operation: str) -> None:
+    from hadeploy import targets
+    from hadeploy.failover import FailoverContext, FailoverRequest
+    from hadeploy.failover import failover as do_failover
 
     dep, state = resolve(config, None, deployment, state_dir)
     to = to or dep.primary.name  # failback: back to the configured primary
     require_built(dep, state)
-    op = for_deployment(dep, state)
     console = stderr_console()
-    topo = op.topology()
-
-    def ask(question: str) -> None:
-        confirm(question, yes, proceed_without_tty=True)
-
+    request = FailoverRequest(to=to, reason=reason, force=force, dry_run=dry_run,
+                              operation="failback" if operation == "failback" else "failover")
     try:
-        out = fo.failover(dep, topo, state, op.dns(topo), op.ops(topo), to=to, reason=reason,
-                          force=force, dry_run=dry_run, confirm=ask,
-                          log=lambda m: console.print(f"[dim]·[/] {m}"), operation=operation,
-                          extra_votes=op.extra_votes)
+        ctx = FailoverContext.of(
+            dep, state, targets.for_deployment(dep, state).runtime(),
+            log=lambda m: console.print(f"[dim]·[/] {m}"),
+            confirm=lambda q: confirm(q, yes, proceed_without_tty=True))
+        out = do_failover(ctx, request)
     except HadeployError as exc:
         if json_out:
             typer.echo(json.dumps({"result": "refused" if exc.code is ExitCode.REFUSED
-                                   else "failed", "to": to, "error": exc.message,
+                                   else "failed", "to": to[:64], "error": exc.message,
                                    "exit_code": int(exc.code)}, indent=2))
         raise
     if json_out:

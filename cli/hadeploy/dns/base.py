@@ -17,3 +17,7 @@ class DnsProvider(Protocol):
 
     def wait_visible(self, record: str, addresses: list[str], timeout: float = 10.0) -> float:
         """Wait until the authoritative servers serve ``addresses``; seconds waited."""
+
+    def check_writable(self) -> None:
+        """Raise HadeployError when a change could not even be sent (no key, no zone):
+        a failover calls it before its first change, never after fencing."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -34,27 +33,52 @@ class TsigKey:
         return cls(name, base64.b64encode(secrets.token_bytes(32)).decode())
 
     def save(self, path: Path) -> None:
-        """Write the key with mode 0600 from the start (never world-readable)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"name": self.name, "algorithm": self.algorithm, "secret": self.secret},
-                      fh)
-        path.chmod(0o600)
+        """Write the key with mode 0600 from its first byte (never world-readable)."""
+        from hadeploy.state import atomic_write
+
+        atomic_write(path, json.dumps({"name": self.name, "algorithm": self.algorithm,
+                                       "secret": self.secret}))
 
     @classmethod
     def load(cls, path: Path) -> TsigKey:
+        """Read and validate a key file: a key that cannot be used is refused here, before
+        a failover changes anything (never as a decoding error after fencing)."""
+        hint = "restore it from backup, or 'hadeploy down' and 'up' to issue a new one"
         try:
+            st = path.stat()
+            if st.st_size > 4096 or not path.is_file():
+                raise ValueError("not a small regular file")
             data = json.loads(path.read_text())
-            return cls(data["name"], data["secret"], data.get("algorithm", ALGORITHM))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            key = cls(str(data["name"]), str(data["secret"]),
+                      str(data.get("algorithm", ALGORITHM)))
+            key.validate()
         except FileNotFoundError:
             raise HadeployError(f"TSIG key {path} is missing",
                                 hint="run 'hadeploy up' to create the DNS server and its key",
                                 code=ExitCode.ENVIRONMENT) from None
-        except (ValueError, KeyError) as exc:
-            raise HadeployError(f"TSIG key {path} is unreadable ({type(exc).__name__})",
-                                hint="restore it from backup, or 'hadeploy down' and 'up' "
-                                "to issue a new one", code=ExitCode.ENVIRONMENT) from None
+        except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+            what = type(exc).__name__ if isinstance(exc, KeyError) else str(exc)[:80]
+            raise HadeployError(f"TSIG key {path} cannot be used ({what})", hint=hint,
+                                code=ExitCode.BAD_INPUT) from None
+        return key
+
+    def validate(self) -> None:
+        """Raise ValueError unless this is a usable HMAC-SHA256 key (never says the secret)."""
+        import binascii
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}", self.name):
+            raise ValueError("key name is not a DNS name")
+        if self.algorithm != ALGORITHM:
+            raise ValueError(f"algorithm is not {ALGORITHM}")
+        try:
+            raw = base64.b64decode(self.secret, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("secret is not base64") from None
+        if len(raw) < 16:
+            raise ValueError("secret is shorter than 128 bits")
 
 
 class Rfc2136Provider:
@@ -63,10 +87,19 @@ class Rfc2136Provider:
     verify_timeout = 10.0  # seconds a failover waits for the server to serve the change
 
     def __init__(self, server: str, port: int, zone: str, key: TsigKey | None,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, key_path: Path | None = None) -> None:
         self.server, self.port, self.timeout = server, port, timeout
         self.zone = zone.rstrip(".") + "."
         self.key = key
+        self.key_path = key_path
+
+    def check_writable(self) -> None:
+        if self.key is None:
+            where = f" ({self.key_path})" if self.key_path else ""
+            raise HadeployError(f"no TSIG key{where}: an update of {self.zone} cannot be "
+                                "signed", hint="run 'hadeploy up' to create the DNS server "
+                                "and its key, or restore the key file",
+                                code=ExitCode.ENVIRONMENT)
 
     def _fqdn(self, record: str) -> str:
         return record if record.endswith(".") else f"{record}.{self.zone}"

@@ -39,6 +39,23 @@ DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 BAD_REQUEST = {"InvalidChangeBatch", "InvalidInput", "NoSuchHealthCheck", "InvalidDomainName",
                "ValidationError"}
 BUSY = {"Throttling", "ThrottlingException", "PriorRequestNotComplete"}
+# (error codes, message, fix, exit code) for the API errors an operator can act on.
+CLIENT_ERRORS: tuple[tuple[set[str], str, str, ExitCode], ...] = (
+    (EXPIRED, "the AWS credentials have expired; could not {action} {where} ({detail})",
+     "refresh them ('aws sso login', or new session credentials) and run again",
+     ExitCode.ENVIRONMENT),
+    (REJECTED, "AWS rejected the credentials; could not {action} {where} ({detail})",
+     CREDENTIAL_HINT, ExitCode.ENVIRONMENT),
+    (DENIED, "AWS denied the request to {action} {where} ({detail})",
+     "the identity needs route53:ListHostedZonesByName, GetHostedZone, "
+     "ListResourceRecordSets, ChangeResourceRecordSets and GetChange on this zone; check "
+     "AWS_PROFILE / the role", ExitCode.ENVIRONMENT),
+    (BAD_REQUEST, "Route 53 refused to {action} {where} ({detail})",
+     "check the record name, the mode (plain/failover) and the endpoints' alias zones and "
+     "health checks", ExitCode.BAD_INPUT),
+    (BUSY, "Route 53 is busy; could not {action} {where} ({detail})",
+     "run again in a few seconds", ExitCode.FAILED),
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +99,8 @@ class Route53Provider:
 
     verify_timeout = 120.0  # a change is usually INSYNC within 60 s; a failover waits this
 
-    def __init__(self, zone_name: str, *, zone_id: str | None = None, mode: Mode = "plain",
+    def __init__(self, zone_name: str, *, zone_id: str | None = None,  # noqa: PLR0913 - keyword-only options
+                 mode: Mode = "plain",
                  endpoints: dict[str, Endpoint] | None = None, session: Any = None,
                  client_factory: Callable[[], Any] | None = None,
                  endpoint_url: str | None = None, timeout: float = 10.0,
@@ -109,6 +127,14 @@ class Route53Provider:
         self._pending_change: str | None = None
         self._zone_checked = False
         self._name_servers: list[str] = []
+
+    def check_writable(self) -> None:
+        """boto3 must be there before a failover fences anything (the API itself is asked
+        when the change is sent: a burning region must not block the check)."""
+        import importlib.util
+
+        if importlib.util.find_spec("boto3") is None:
+            raise _missing_boto3()
 
     # -- names --
 
@@ -206,29 +232,10 @@ class Route53Provider:
                                  hint="check dns.zone and the zone id in the configuration, "
                                  "and that the credentials belong to the zone's account; "
                                  "'hadeploy up' creates the zone", code=ExitCode.BAD_INPUT)
-        if code in EXPIRED:
-            return HadeployError(f"the AWS credentials have expired; could not {action} "
-                                 f"{where} ({detail})", hint="refresh them ('aws sso login', "
-                                 "or new session credentials) and run again",
-                                 code=ExitCode.ENVIRONMENT)
-        if code in REJECTED:
-            return HadeployError(f"AWS rejected the credentials; could not {action} {where} "
-                                 f"({detail})", hint=CREDENTIAL_HINT,
-                                 code=ExitCode.ENVIRONMENT)
-        if code in DENIED:
-            return HadeployError(f"AWS denied the request to {action} {where} ({detail})",
-                                 hint="the identity needs route53:ListHostedZonesByName, "
-                                 "GetHostedZone, ListResourceRecordSets, "
-                                 "ChangeResourceRecordSets and GetChange on this zone; check "
-                                 "AWS_PROFILE / the role", code=ExitCode.ENVIRONMENT)
-        if code in BAD_REQUEST:
-            return HadeployError(f"Route 53 refused to {action} {where} ({detail})",
-                                 hint="check the record name, the mode (plain/failover) and "
-                                 "the endpoints' alias zones and health checks",
-                                 code=ExitCode.BAD_INPUT)
-        if code in BUSY:
-            return HadeployError(f"Route 53 is busy; could not {action} {where} ({detail})",
-                                 hint="run again in a few seconds", code=ExitCode.FAILED)
+        for codes, what, hint, exit_code in CLIENT_ERRORS:
+            if code in codes:
+                return HadeployError(what.format(action=action, where=where, detail=detail),
+                                     hint=hint, code=exit_code)
         return HadeployError(f"Route 53 failed to {action} {where} ({detail or exc})",
                              code=ExitCode.FAILED)
 

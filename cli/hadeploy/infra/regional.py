@@ -32,9 +32,11 @@ from hadeploy.infra.storage import EfsReplicationArgs, SharedStorage, SharedStor
 
 @dataclass(frozen=True)
 class RegionalInputs:
-    """What the program reads from stack config rather than from hadeploy.yaml."""
+    """What the program gets besides hadeploy.yaml: from hadeploy's driver directly (an
+    inline program: the secret never crosses a command line), or from stack config
+    (the plain pulumi CLI)."""
 
-    app_secret: pulumi.Input[str]
+    app_secret: pulumi.Input[str]  # made a Pulumi secret by the program
     peer_ready: bool = False  # the peer's bucket exists: S3 replication can target it
     peer_efs_id: str | None = None  # the peer's file system: the writer replicates into it
 
@@ -62,10 +64,12 @@ def deployment_from_stack_config() -> tuple[Deployment, AwsSettings]:
 
 
 def regional_program(deployment: Deployment, region_name: str,
-                     settings: AwsSettings | None = None) -> None:
-    """The Pulumi program of stack ``<deployment>-<region_name>``."""
+                     settings: AwsSettings | None = None,
+                     inputs: RegionalInputs | None = None) -> None:
+    """The Pulumi program of stack ``<deployment>-<region_name>``; ``inputs`` default to
+    the stack's config (:func:`read_inputs`)."""
     plan = plan_region(deployment, settings or settings_of(deployment), region_name)
-    for key, value in build_region(plan, read_inputs()).items():
+    for key, value in build_region(plan, inputs or read_inputs()).items():
         pulumi.export(key, value)
 
 
@@ -82,7 +86,7 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
                       opts=in_region)
     secret = aws.ssm.Parameter(
         "app-secret", name=f"/hadeploy/{plan.deployment}/{plan.name}/app-secret",
-        type="SecureString", value=inputs.app_secret,
+        type="SecureString", value=pulumi.Output.secret(inputs.app_secret),
         description="hadeploy application secret (read by the hosts over SSM)",
         opts=pulumi.ResourceOptions(provider=provider))
     cluster = AppCluster("app", AppClusterArgs(

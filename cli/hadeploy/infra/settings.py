@@ -250,9 +250,22 @@ def plan_global(dep: Deployment, settings: AwsSettings,
         checker_regions=tuple(settings.health_checker_regions))
 
 
+Problem = tuple[str, str, str]  # (field, what is wrong, how to fix it)
+
+
 def check_deployment(dep: Deployment, settings: AwsSettings) -> None:
     """What the AWS target needs beyond the Deployment model; one error per first problem."""
-    problems: list[tuple[str, str, str]] = []
+    problems = [*_region_problems(dep, settings), *_key_problems(dep, settings),
+                *_network_problems(dep, settings)]
+    if problems:
+        loc, msg, hint = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise HadeployError(f"hadeploy.yaml: {loc}: {msg}{more}", hint=hint,
+                            code=ExitCode.BAD_INPUT)
+
+
+def _region_problems(dep: Deployment, settings: AwsSettings) -> list[Problem]:
+    problems: list[Problem] = []
     seen_aws: dict[str, str] = {}
     for i, region in enumerate(dep.regions):
         where = f"regions[{i}]"
@@ -271,42 +284,49 @@ def check_deployment(dep: Deployment, settings: AwsSettings) -> None:
             problems.append((f"{where}.hosts", f"hot region '{region.name}' has 1 host",
                              "a hot region needs at least 2 hosts on AWS (one per AZ "
                              "survives an AZ outage)"))
-        cert = settings.certificate_arns.get(region.name)
-        if cert is None:
-            problems.append((f"aws.certificate_arns.{region.name}", "is missing",
-                             f"add the ARN of an ACM certificate for {dep.dns.record}."
-                             f"{dep.dns.zone} issued in {region.aws_region}"))
-        else:
-            match = re.match(CERT_ARN_RE, cert)
-            if match and match.group(1) != region.aws_region:
-                problems.append((f"aws.certificate_arns.{region.name}",
-                                 f"the certificate is in {match.group(1)}, the region's ALB "
-                                 f"in {region.aws_region}",
-                                 "ACM certificates are regional: use one issued in the "
-                                 "ALB's region"))
+        problems += _certificate_problems(dep, settings, region.name, region.aws_region)
+    return problems
+
+
+def _certificate_problems(dep: Deployment, settings: AwsSettings, region: str,
+                          aws_region: str) -> list[Problem]:
+    cert = settings.certificate_arns.get(region)
+    if cert is None:
+        return [(f"aws.certificate_arns.{region}", "is missing",
+                 f"add the ARN of an ACM certificate for {dep.dns.record}.{dep.dns.zone} "
+                 f"issued in {aws_region}")]
+    match = re.fullmatch(CERT_ARN_RE, cert)
+    if match and match.group(1) != aws_region:
+        return [(f"aws.certificate_arns.{region}",
+                 f"the certificate is in {match.group(1)}, the region's ALB in {aws_region}",
+                 "ACM certificates are regional: use one issued in the ALB's region")]
+    return []
+
+
+def _key_problems(dep: Deployment, settings: AwsSettings) -> list[Problem]:
+    """Keys of the per-region maps must name regions; peers must be other regions."""
     names = {r.name for r in dep.regions}
-    for key in ("certificate_arns", "vpc_cidrs", "peers"):
-        for region_name in getattr(settings, key):
-            if region_name not in names:
-                problems.append((f"aws.{key}.{region_name}", "names no region",
-                                 f"use one of: {', '.join(sorted(names))}"))
-    for region_name, peer in settings.peers.items():
-        if peer not in names or peer == region_name:
-            problems.append((f"aws.peers.{region_name}", f"'{peer}' is not another region",
-                             f"use one of: {', '.join(sorted(names - {region_name}))}"))
+    problems: list[Problem] = [
+        (f"aws.{key}.{region_name}", "names no region", f"use one of: {', '.join(sorted(names))}")
+        for key in ("certificate_arns", "vpc_cidrs", "peers")
+        for region_name in getattr(settings, key) if region_name not in names]
+    problems += [(f"aws.peers.{region_name}", f"'{peer}' is not another region",
+                  f"use one of: {', '.join(sorted(names - {region_name}))}")
+                 for region_name, peer in settings.peers.items()
+                 if peer not in names or peer == region_name]
+    return problems
+
+
+def _network_problems(dep: Deployment, settings: AwsSettings) -> list[Problem]:
+    problems: list[Problem] = []
     nets = [ipaddress.IPv4Network(settings.vpc_cidrs.get(r.name, f"10.{100 + i}.0.0/16"))
             for i, r in enumerate(dep.regions)]
-    for i, net in enumerate(nets):
-        if any(net.overlaps(other) for other in nets[:i]):
-            problems.append((f"aws.vpc_cidrs.{dep.regions[i].name}", f"{net} overlaps another "
-                             "region's VPC", "give every region its own VPC range"))
+    problems += [(f"aws.vpc_cidrs.{dep.regions[i].name}", f"{net} overlaps another region's "
+                  "VPC", "give every region its own VPC range")
+                 for i, net in enumerate(nets) if any(net.overlaps(o) for o in nets[:i])]
     for region in dep.regions:
         bucket = bucket_name(dep.name, settings, region.name)
         if len(bucket) > 63:
             problems.append(("aws.bucket_prefix", f"bucket name '{bucket}' is longer than 63",
                              "set a shorter aws.bucket_prefix"))
-    if problems:
-        loc, msg, hint = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise HadeployError(f"hadeploy.yaml: {loc}: {msg}{more}", hint=hint,
-                            code=ExitCode.BAD_INPUT)
+    return problems

@@ -1,0 +1,171 @@
+"""The one Target interface, and the one place that picks a target for a deployment.
+
+A target turns the desired state into running infrastructure and operates it:
+
+- :meth:`Target.desired` — the objects the deployment needs (networks, containers,
+  stacks, the configuration of each region, the DNS record …);
+- :meth:`Target.live` — what exists now; :meth:`Target.diff` — the changes that would
+  make the live state the desired one. ``plan`` prints this list and ``up`` applies this
+  same list, so the two cannot disagree;
+- :meth:`Target.apply`, :meth:`Target.destroy`, :meth:`Target.topology`;
+- :meth:`Target.runtime` — what ``status``, ``failover`` and ``watch`` operate on: the
+  topology, the DNS provider, the region operations and any extra vantage points. It
+  never needs the provisioning engine (no pulumi, no ansible), so the failover path works
+  while a region and its control plane are gone.
+
+Implementations: :mod:`hadeploy.targets.lab.target` (podman) and
+:mod:`hadeploy.targets.aws.target` (Pulumi Automation API). Both are imported lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from hadeploy.config import Deployment
+    from hadeploy.dns.base import DnsProvider
+    from hadeploy.quorum import Vote
+    from hadeploy.state import StateDir
+    from hadeploy.status import StatusDoc
+    from hadeploy.topology import RegionTopology, Topology
+
+Log = Callable[[str], None]
+LiveT = TypeVar("LiveT")
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One object the deployment needs."""
+
+    # image | key | network | volume | container | firewall | configuration | record | stack
+    kind: str
+    name: str
+    region: str | None = None
+    spec: str = ""  # a digest (or value) of what it must look like
+    running: bool = True  # containers: the state 'up' leaves them in
+    detail: str = ""  # for humans: subnet, address, role
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step that makes the live state the desired one."""
+
+    action: str  # build | create | recreate | start | stop | configure | point | update
+    kind: str
+    name: str
+    region: str | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.kind} {self.name}" + (f" ({self.detail})"
+                                                           if self.detail else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "kind": self.kind, "name": self.name,
+                "region": self.region, "detail": self.detail}
+
+
+@dataclass
+class Plan:
+    """The changes ``up`` would make, and notes that are not changes."""
+
+    target: str
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def of(self, *actions: str, kind: str | None = None) -> list[Change]:
+        return [c for c in self.changes if c.action in actions
+                and (kind is None or c.kind == kind)]
+
+
+@dataclass
+class ApplyHooks:
+    """How a target reports progress while it applies a plan."""
+
+    log: Log = _quiet
+    on_task: Callable[[str, int], None] = lambda _task, _n: None
+
+
+class ApplyReport(Protocol):
+    @property
+    def changed(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def summary(self) -> list[str]:
+        """Lines for humans (rich markup allowed)."""
+
+
+class RegionOps(Protocol):
+    """What a target can do to one region during a failover (lab: podman + haproxy;
+    aws: Auto Scaling + ALB listener rules)."""
+
+    # Seconds ``prepare`` may wait for a started standby (lab: 60; aws: instances boot).
+    prepare_timeout: float
+
+    def prepare(self, region: RegionTopology, timeout: float) -> list[str]:
+        """Make a warm/cold target serve and lift its fence; the actions taken."""
+
+    def fence(self, region: RegionTopology, timeout: float) -> str:
+        """Make the region refuse writes (recorded first, then applied); what happened."""
+
+
+# More vantage points than this machine and the probers (aws: Route 53's health checkers).
+ExtraVotes = Callable[["Topology"], list["Vote"]]
+
+
+@dataclass
+class Runtime:
+    """What ``status``, ``failover``/``failback`` and ``watch`` operate on."""
+
+    topology: Callable[[], Topology]
+    dns: Callable[[Topology], DnsProvider]
+    region_ops: Callable[[Topology], RegionOps]
+    status: Callable[[float], StatusDoc]
+    extra_votes: ExtraVotes | None = None
+
+
+class Target(Protocol, Generic[LiveT]):
+    dep: Deployment
+    state: StateDir
+    confirm_apply: bool  # ask before applying on a terminal (aws: like 'pulumi up')
+
+    def desired(self) -> list[Desired]: ...
+
+    def live(self) -> LiveT: ...
+
+    def diff(self, desired: list[Desired], live: LiveT, *, converge: bool = False) -> Plan:
+        """``converge``: configure every region even when nothing seems changed."""
+
+    def apply(self, plan: Plan, hooks: ApplyHooks) -> ApplyReport: ...
+
+    def destroy(self, log: Log) -> list[str]: ...
+
+    def topology(self) -> Topology: ...
+
+    def runtime(self) -> Runtime: ...
+
+
+def plan(target: Target[Any], *, converge: bool = False) -> Plan:
+    """The changes ``up`` would make: the diff of the desired objects against the live
+    state. Read-only; ``plan`` prints it, ``up`` applies it."""
+    return target.diff(target.desired(), target.live(), converge=converge)
+
+
+def for_deployment(dep: Deployment, state: StateDir, *, log: Log = _quiet) -> Target[Any]:
+    """The target of ``dep`` — the one place that dispatches on ``dep.target``."""
+    from hadeploy.config import Target as Kind
+
+    if dep.target is Kind.AWS:
+        from hadeploy.targets.aws.target import AwsTarget
+
+        return AwsTarget(dep, state, log=log)
+    from hadeploy.targets.lab.target import LabTarget
+
+    return LabTarget(dep, state, log=log)

@@ -1,9 +1,14 @@
 """The AWS target: one Pulumi stack per region plus a global DNS stack, driven by the
 Automation API (inline programs from :mod:`hadeploy.infra`).
 
-- ``up``/``preview``: regional stacks concurrently (at most ``aws.parallel`` at once), then
-  the global stack. A failed region never stops the others; the global stack is built over
+- ``up``: regional stacks concurrently (at most ``aws.parallel`` at once), then the
+  global stack. A failed region never stops the others; the global stack is built over
   every region that has outputs, and only if the primary has.
+- ``preview``: only stacks that exist (``select``, never ``create``): a plan creates no
+  stack and writes no stack configuration.
+- Inline programs get their inputs from the driver directly (a closure), not from stack
+  configuration: nothing is written with ``pulumi config set`` and the application secret
+  never appears on a command line (``/proc/<pid>/cmdline`` is world-readable).
 - First deployment: replication needs the peer's bucket/file system to exist, so regions
   whose peer did not exist yet get a second ``up`` once it does (no stack references).
 - ``destroy``: the global stack first (DNS stops pointing at regions), then the regions.
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hadeploy.config import AwsSettings, Deployment
+from hadeploy.config import AwsSettings, Deployment, Target
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.infra.settings import (
     GLOBAL_PROJECT,
@@ -36,7 +40,16 @@ from hadeploy.infra.settings import (
     settings_of,
     stack_ref,
 )
-from hadeploy.topology import DnsEndpoint, Host, RegionTopology, SharedStorage, Topology
+from hadeploy.targets.aws.ops import OperateDoc, RegionOperate
+from hadeploy.topology import (
+    DnsEndpoint,
+    Host,
+    HostKind,
+    RegionTopology,
+    SharedStorage,
+    StorageType,
+    Topology,
+)
 
 Log = Callable[[str], None]
 HostLister = Callable[[str, str, str, str], list[Host]]  # (region, aws_region, key, value)
@@ -51,18 +64,11 @@ CREDENTIAL_ENV_SETS = (
 # --- the workspace seam --------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ConfigEntry:
-    value: str
-    secret: bool = False
-    keep_existing: bool = False  # set only if the stack has no value (generated secrets)
-
-
-@dataclass(frozen=True)
 class StackSpec:
     project: str
     name: str
     program: Callable[[], None]
-    config: Mapping[str, ConfigEntry]
+    inputs: Mapping[str, str]  # what the program is built from, shown and compared; no secret
     region: str | None = None  # None: the global stack
 
 
@@ -79,10 +85,10 @@ class Workspace(Protocol):
         """The stack's current outputs, or None when the stack does not exist."""
 
     def preview(self, spec: StackSpec) -> dict[str, int]:
-        """Create/select the stack, set its config, preview: {operation: count}."""
+        """Preview an existing stack (select, never create): {operation: count}."""
 
     def up(self, spec: StackSpec) -> dict[str, Any]:
-        """Create/select the stack, set its config, update: its outputs."""
+        """Create or select the stack and update it: its outputs."""
 
     def destroy(self, spec: StackSpec) -> bool:
         """Destroy and remove the stack; False when it did not exist."""
@@ -111,7 +117,7 @@ class AwsReport:
     stacks: list[StackResult] = field(default_factory=list)
     topology: Topology | None = None
     notes: list[str] = field(default_factory=list)
-    operate: dict[str, Any] | None = None  # what status/failover/watch need (aws.json)
+    operate: OperateDoc | None = None  # what status/failover/watch need (aws.json)
 
     @property
     def failed(self) -> dict[str, str]:
@@ -220,27 +226,12 @@ class PulumiWorkspace:
     def _stack(self, spec: StackSpec, create: bool) -> Any:
         from pulumi import automation as auto
 
+        make = auto.create_or_select_stack if create else auto.select_stack
         try:
-            if create:
-                stack = auto.create_or_select_stack(
-                    stack_name=spec.name, project_name=spec.project, program=spec.program,
-                    opts=self._options(spec.project))
-                self._configure(stack, spec)
-                return stack
-            return auto.select_stack(stack_name=spec.name, project_name=spec.project,
-                                     program=spec.program, opts=self._options(spec.project))
+            return make(stack_name=spec.name, project_name=spec.project, program=spec.program,
+                        opts=self._options(spec.project))
         except FileNotFoundError:
             raise missing_cli_error() from None
-
-    @staticmethod
-    def _configure(stack: Any, spec: StackSpec) -> None:
-        from pulumi import automation as auto
-
-        existing = set(stack.get_all_config())
-        stack.set_all_config({
-            key: auto.ConfigValue(value=entry.value, secret=entry.secret)
-            for key, entry in spec.config.items()
-            if not (entry.keep_existing and key in existing)})
 
     def _run(self, spec: StackSpec, action: Callable[[Any], Any], create: bool = True) -> Any:
         from pulumi import automation as auto
@@ -272,7 +263,8 @@ class PulumiWorkspace:
 
     def preview(self, spec: StackSpec) -> dict[str, int]:
         result = self._run(spec, lambda s: s.preview(color="never",
-                                                     on_output=self._printer(spec)))
+                                                     on_output=self._printer(spec)),
+                           create=False)
         return {str(k): int(v) for k, v in (result.change_summary or {}).items()}
 
     def up(self, spec: StackSpec) -> dict[str, Any]:
@@ -307,7 +299,7 @@ def list_hosts_boto3(region: str, aws_region: str, key: str, value: str) -> list
         for reservation in page["Reservations"]:
             for inst in reservation["Instances"]:
                 hosts.append(Host(inst["InstanceId"], inst.get("PrivateIpAddress", ""),
-                                  "app", region))
+                                  HostKind.APP, region))
     return sorted(hosts, key=lambda h: h.name)
 
 
@@ -321,44 +313,44 @@ def route53_mode(settings_mode: str, regions: int) -> str:
 
 def operate_doc(dep: Deployment, settings: AwsSettings,
                 regional: Mapping[str, Mapping[str, Any] | None],
-                global_outputs: Mapping[str, Any] | None) -> dict[str, Any]:
+                global_outputs: Mapping[str, Any] | None) -> OperateDoc:
     """``<state>/aws.json``: everything ``status``/``failover``/``watch`` need to operate
     the deployment without Pulumi (DNS zone and mode, and per region the ALB, its listener
     and target group, the ASG and the Route 53 health check)."""
     glob = dict(global_outputs or {})
     checks = dict(glob.get("health_check_ids") or {})
-    regions: dict[str, Any] = {}
+    regions: dict[str, RegionOperate] = {}
     for region in dep.regions:
         out = regional.get(region.name)
         if not out:
             continue
-        regions[region.name] = {
-            "aws_region": str(out.get("aws_region") or region.aws_region),
-            "alb_dns_name": str(out["alb_dns_name"]),
-            "alb_zone_id": str(out.get("alb_zone_id") or ""),
-            "health_check_id": checks.get(region.name),
-            "asg_name": out.get("asg_name"),
-            "target_group_arn": out.get("target_group_arn"),
-            "https_listener_arn": out.get("https_listener_arn"),
-            "hosts": int(out.get("hosts") or region.hosts),
-            "standby": region.standby.value,
-        }
-    return {"version": 1, "zone": dep.dns.zone, "zone_id": glob.get("zone_id"),
-            "record": dep.dns.record, "ttl": dep.dns.ttl,
-            "mode": route53_mode(str(glob.get("mode") or settings.mode), len(regions)),
-            "checker_regions": list(settings.health_checker_regions), "regions": regions}
+        regions[region.name] = RegionOperate(
+            aws_region=str(out.get("aws_region") or region.aws_region),
+            alb_dns_name=str(out["alb_dns_name"]),
+            alb_zone_id=str(out.get("alb_zone_id") or ""),
+            health_check_id=checks.get(region.name), asg_name=out.get("asg_name"),
+            target_group_arn=out.get("target_group_arn"),
+            https_listener_arn=out.get("https_listener_arn"),
+            hosts=int(out.get("hosts") or region.hosts), standby=region.standby.value)
+    return OperateDoc(zone=dep.dns.zone, zone_id=glob.get("zone_id"), record=dep.dns.record,
+                      ttl=dep.dns.ttl,
+                      mode=route53_mode(str(glob.get("mode") or settings.mode), len(regions)),
+                      checker_regions=list(settings.health_checker_regions), regions=regions)
 
 
 def no_hosts(_region: str, _aws_region: str, _key: str, _value: str) -> list[Host]:
     return []
 
 
-class AwsTarget:
+class Stacks:
+    """The deployment's stacks: preview, up, destroy, and the topology they built."""
+
     def __init__(self, dep: Deployment, *, settings: AwsSettings | None = None,
                  workspace: Workspace | None = None, log: Log = print,
                  env: Mapping[str, str] | None = None,
                  credentials: Callable[[], bool] | None = None,
-                 host_lister: HostLister | None = None) -> None:
+                 host_lister: HostLister | None = None,
+                 app_secret: Callable[[], str] = lambda: "") -> None:
         self.dep = dep
         self.settings = settings or settings_of(dep)
         check_deployment(dep, self.settings)
@@ -367,6 +359,7 @@ class AwsTarget:
         self._workspace = workspace
         self._credentials = credentials or (lambda: aws_credentials_available(self._env))
         self._host_lister = host_lister
+        self._app_secret = app_secret
         self._lock = threading.Lock()
 
     # -- plumbing --
@@ -396,27 +389,23 @@ class AwsTarget:
 
     def regional_spec(self, region: str, peer_outputs: Mapping[str, Any] | None) -> StackSpec:
         plan = plan_region(self.dep, self.settings, region)
-        secret = self._env.get(SECRET_ENV)
         peer_efs = ""
         if plan.writer and plan.efs_replication and peer_outputs:
             peer_efs = str(peer_outputs.get("efs_id") or "")
-        config = {
-            "aws:region": ConfigEntry(plan.aws_region),
-            "hadeploy:region": ConfigEntry(region),
-            "hadeploy:deployment": ConfigEntry(self._deployment_json()),
-            "hadeploy:peerReady": ConfigEntry("true" if peer_outputs else "false"),
-            "hadeploy:peerEfsId": ConfigEntry(peer_efs),
-            "hadeploy:appSecret": ConfigEntry(secret or secrets.token_urlsafe(32), secret=True,
-                                              keep_existing=secret is None),
-        }
-        dep, settings = self.dep, self.settings
+        inputs = {"aws:region": plan.aws_region, "hadeploy:region": region,
+                  "hadeploy:deployment": self._deployment_json(),
+                  "hadeploy:peerReady": "true" if peer_outputs else "false",
+                  "hadeploy:peerEfsId": peer_efs}
+        dep, settings, secret = self.dep, self.settings, self._app_secret
 
         def program() -> None:
-            from hadeploy.infra.regional import regional_program
+            from hadeploy.infra.regional import RegionalInputs, regional_program
 
-            regional_program(dep, region, settings)
+            regional_program(dep, region, settings, RegionalInputs(
+                app_secret=secret(), peer_ready=peer_outputs is not None,
+                peer_efs_id=peer_efs or None))
 
-        return StackSpec(REGIONAL_PROJECT, plan.stack_name, program, config, region)
+        return StackSpec(REGIONAL_PROJECT, plan.stack_name, program, inputs, region)
 
     def global_spec(self, regions: list[str]) -> StackSpec:
         refs = {r: stack_ref(self.settings, self.dep.name, r) for r in regions}
@@ -427,10 +416,10 @@ class AwsTarget:
 
             global_program(dep, refs, settings)
 
-        config = {"aws:region": ConfigEntry(GLOBAL_AWS_REGION),
-                  "hadeploy:deployment": ConfigEntry(self._deployment_json()),
-                  "hadeploy:regions": ConfigEntry(json.dumps(regions))}
-        return StackSpec(GLOBAL_PROJECT, f"{self.dep.name}-global", program, config)
+        inputs = {"aws:region": GLOBAL_AWS_REGION,
+                  "hadeploy:deployment": self._deployment_json(),
+                  "hadeploy:regions": json.dumps(regions)}
+        return StackSpec(GLOBAL_PROJECT, f"{self.dep.name}-global", program, inputs)
 
     def _peer(self, region: str) -> str | None:
         peer = plan_region(self.dep, self.settings, region).peer
@@ -513,20 +502,27 @@ class AwsTarget:
         except StackFailed as exc:
             return StackResult(name, None, False, error=str(exc))
 
-    def preview(self) -> AwsReport:
+    def current(self) -> tuple[dict[str, dict[str, Any] | None], dict[str, Any] | None]:
+        """The outputs of every regional stack and of the global stack; None where the
+        stack does not exist. Reads only."""
         self.preflight()
-        report = AwsReport("preview")
         regions = [r.name for r in self.dep.regions]
-        before = self._current_outputs(regions)
-        results = self._regional_round("preview", regions, before)
-        report.stacks.extend(results[r] for r in regions)
-        ready = [r for r in regions if before.get(r)]
+        regional = self._current_outputs(regions)
+        glob = self.workspace.outputs(self.global_spec(regions))
+        return regional, glob
+
+    def preview(self, regional: Mapping[str, Mapping[str, Any] | None],
+                global_outputs: Mapping[str, Any] | None) -> AwsReport:
+        """Preview the stacks that exist (``select`` only: nothing is created or
+        configured); the others are reported as stacks to create."""
+        report = AwsReport("preview")
+        existing = [r.name for r in self.dep.regions if regional.get(r.name)]
+        results = self._regional_round("preview", existing, regional)
+        report.stacks.extend(results[r] for r in existing)
         name = f"{self.dep.name}-global"
-        if self.dep.primary.name not in ready:
-            report.notes.append(f"{name}: preview skipped until the regional stacks exist "
-                                "(it reads their outputs)")
+        if global_outputs is None:
             return report
-        spec = self.global_spec(ready)
+        spec = self.global_spec(existing)
         self._say(f"preview {spec.name}")
         try:
             report.stacks.append(StackResult(name, None, True,
@@ -582,10 +578,11 @@ class AwsTarget:
                 hosts = lister(region.name, str(out.get("aws_region", region.aws_region)),
                                str(tag["key"]), str(tag["value"]))
             regions.append(RegionTopology(
-                name=region.name, role=region.role.value, standby=region.standby.value,
+                name=region.name, role=region.role, standby=region.standby,
                 vip=alb, url=f"https://{alb}", subnet=str(out.get("vpc_cidr", "")), router_id=0,
-                storage=SharedStorage("efs", str(out["efs_dns_name"])), hosts=tuple(hosts)))
+                storage=SharedStorage(StorageType.EFS, str(out["efs_dns_name"])),
+                hosts=tuple(hosts)))
         servers = list((global_outputs or {}).get("name_servers") or [])
         dns = DnsEndpoint(str(servers[0]).rstrip(".") if servers else "route53", 53,
                           self.dep.dns.zone, self.dep.dns.record, self.dep.dns.ttl)
-        return Topology(self.dep.name, "aws", dns, tuple(regions))
+        return Topology(self.dep.name, Target.AWS, dns, tuple(regions))

@@ -26,13 +26,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from hadeploy.config import Deployment
 from hadeploy.health import ProbeResult
 from hadeploy.quorum import LocalVantage, Vote
 from hadeploy.state import StateDir
 from hadeploy.topology import RegionTopology, Topology
+
+# --- aws.json: what operating an AWS deployment needs, without Pulumi --------------------
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegionOperate(_Doc):
+    aws_region: str
+    alb_dns_name: str
+    alb_zone_id: str = ""
+    health_check_id: str | None = None
+    asg_name: str | None = None
+    target_group_arn: str | None = None
+    https_listener_arn: str | None = None
+    hosts: int
+    standby: Literal["hot", "warm", "cold"]
+
+
+class OperateDoc(_Doc):
+    """``<state>/aws.json`` (version 1), written by ``up``: the DNS zone and record mode,
+    and per region the ALB, its listener and target group, the Auto Scaling group and
+    the Route 53 health check."""
+
+    version: Literal[1] = 1
+    zone: str
+    zone_id: str | None = None
+    record: str
+    ttl: int
+    mode: Literal["plain", "failover", "weighted"]
+    checker_regions: list[str]
+    regions: dict[str, RegionOperate]
 
 FENCE_BODY = "hadeploy: this region is fenced (read-only); writes go to the active region"
 READ_METHODS = ["GET", "HEAD"]
@@ -79,18 +113,19 @@ class AwsRegionOps:
     # minutes, not seconds (the engine reads this; the lab's default is 60 s).
     prepare_timeout = 600.0
 
-    def __init__(self, dep: Deployment, state: StateDir, doc: dict[str, Any],
+    def __init__(self, dep: Deployment, state: StateDir, doc: OperateDoc,
                  client_factory: ClientFactory | None = None,
                  endpoint_url: str | None = None, poll: float = 5.0) -> None:
         self.dep, self.state, self.doc = dep, state, doc
         self.clients = client_factory or boto3_client_factory(endpoint_url)
         self.poll = poll
 
-    def _region(self, name: str) -> dict[str, Any]:
-        return dict((self.doc.get("regions") or {}).get(name) or {})
+    def _region(self, name: str) -> RegionOperate | None:
+        return self.doc.regions.get(name)
 
     def _client(self, service: str, region: RegionTopology, timeout: float) -> Any:
-        return self.clients(service, str(self._region(region.name).get("aws_region")), timeout)
+        info = self._region(region.name)
+        return self.clients(service, info.aws_region if info else "", timeout)
 
     # -- fence -------------------------------------------------------------------------
 
@@ -101,7 +136,8 @@ class AwsRegionOps:
     def fence(self, region: RegionTopology, timeout: float) -> str:
         self.state.set_region_flag("fenced", region.name, True)
         info = self._region(region.name)
-        listener, group = info.get("https_listener_arn"), info.get("target_group_arn")
+        listener = info.https_listener_arn if info else None
+        group = info.target_group_arn if info else None
         if not listener or not group:
             return ("recorded as fenced; not applied: aws.json has no HTTPS listener / target "
                     "group for this region (run 'hadeploy up' again)")
@@ -131,7 +167,8 @@ class AwsRegionOps:
 
     def unfence(self, region: RegionTopology, timeout: float) -> str | None:
         """Delete the fence rules; None when done, else why not."""
-        listener = self._region(region.name).get("https_listener_arn")
+        info = self._region(region.name)
+        listener = info.https_listener_arn if info else None
         if not listener:
             return "aws.json has no HTTPS listener for this region"
         try:
@@ -149,20 +186,20 @@ class AwsRegionOps:
         info = self._region(region.name)
         scaled = False
         if region.standby in ("warm", "cold"):
-            hosts = int(info.get("hosts") or 1)
+            hosts = info.hosts if info else 1
+            asg_name = str(info.asg_name if info else None)
             try:
                 asg = self._client("autoscaling", region, min(timeout, 10.0))
                 group = asg.describe_auto_scaling_groups(
-                    AutoScalingGroupNames=[str(info.get("asg_name"))])["AutoScalingGroups"]
+                    AutoScalingGroupNames=[asg_name])["AutoScalingGroups"]
                 if not group:
-                    raise LookupError(f"no Auto Scaling group {info.get('asg_name')}")
+                    raise LookupError(f"no Auto Scaling group {asg_name}")
                 g = group[0]
                 if int(g["MinSize"]) < hosts or int(g["DesiredCapacity"]) < hosts:
                     asg.update_auto_scaling_group(
-                        AutoScalingGroupName=str(info["asg_name"]), MinSize=hosts,
+                        AutoScalingGroupName=asg_name, MinSize=hosts,
                         DesiredCapacity=hosts, MaxSize=max(hosts, int(g["MaxSize"])))
-                    actions.append(f"scaled {info['asg_name']} of {region.name} to {hosts} "
-                                   "host(s)")
+                    actions.append(f"scaled {asg_name} of {region.name} to {hosts} host(s)")
                     scaled = True
                 self.state.set_region_flag("promoted", region.name, True)
             except Exception as exc:
@@ -180,7 +217,8 @@ class AwsRegionOps:
 
     def target_health(self, region: RegionTopology, timeout: float) -> dict[str, str]:
         """Instance id → the ALB's view of it (healthy, initial, unhealthy, …)."""
-        group = self._region(region.name).get("target_group_arn")
+        info = self._region(region.name)
+        group = info.target_group_arn if info else None
         if not group:
             return {}
         elb = self._client("elbv2", region, timeout)
@@ -213,7 +251,7 @@ class Route53Checkers:
     the endpoint succeed. Consecutive counts are kept across rounds, like this machine's
     own vantage point. No answer (API unreachable, no health check): no vote."""
 
-    def __init__(self, doc: dict[str, Any], client_factory: ClientFactory | None = None,
+    def __init__(self, doc: OperateDoc, client_factory: ClientFactory | None = None,
                  endpoint_url: str | None = None, timeout: float = 3.0) -> None:
         self.doc = doc
         self.clients = client_factory or boto3_client_factory(endpoint_url)
@@ -236,8 +274,8 @@ class Route53Checkers:
         votes: list[Vote] = []
         now = time.time()
         for region in topo.regions:
-            check = ((self.doc.get("regions") or {}).get(region.name) or {}).get(
-                "health_check_id")
+            info = self.doc.regions.get(region.name)
+            check = info.health_check_id if info else None
             if not check:
                 continue
             try:

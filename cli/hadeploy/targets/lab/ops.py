@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from hadeploy.config import Deployment
 from hadeploy.health import probe
-from hadeploy.state import StateDir
 from hadeploy.targets.lab import podman
-from hadeploy.targets.lab.driver import LabTarget
-from hadeploy.topology import RegionTopology, Topology
+from hadeploy.topology import HostKind, RegionTopology, Topology
+
+if TYPE_CHECKING:
+    from hadeploy.targets.lab.target import LabTarget
 
 FENCE_ACL = "/etc/haproxy/fenced.acl"
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
@@ -37,9 +38,13 @@ s.recv(4096)
 
 
 class LabRegionOps:
+    """:class:`hadeploy.targets.RegionOps` for the lab."""
+
     prepare_timeout = 60.0  # start + boot + health of standby containers: seconds
-    def __init__(self, dep: Deployment, state: StateDir, topo: Topology) -> None:
-        self.dep, self.state, self.topo = dep, state, topo
+
+    def __init__(self, target: LabTarget, topo: Topology) -> None:
+        self.target, self.topo = target, topo
+        self.dep, self.state = target.dep, target.state
 
     def _switch(self, region: RegionTopology, on: bool, timeout: float) -> list[str]:
         """Switch the fencing ACL on every LB of the region; return the failures."""
@@ -50,14 +55,14 @@ class LabRegionOps:
             except Exception as exc:
                 return f"{name}: {type(exc).__name__}"
             return None if proc.returncode == 0 else f"{name}: {proc.stderr.strip()[:120]}"
-        lbs = [h.name for h in region.of_kind("lb")]
+        lbs = [h.name for h in region.of_kind(HostKind.LB)]
         with ThreadPoolExecutor(max_workers=len(lbs) or 1) as pool:
             return [f for f in pool.map(one, lbs) if f]
 
     def fence(self, region: RegionTopology, timeout: float) -> str:
         self.state.set_region_flag("fenced", region.name, True)
         failures = self._switch(region, True, timeout)
-        lbs = len(region.of_kind("lb"))
+        lbs = len(region.of_kind(HostKind.LB))
         if not failures:
             return f"fenced ({lbs}/{lbs} load balancers refuse writes)"
         if len(failures) == lbs:
@@ -68,8 +73,7 @@ class LabRegionOps:
         actions: list[str] = []
         standby = [h for h in region.hosts if h.standby]
         if standby:
-            target = LabTarget(self.dep, self.state.path, topology=self.topo)
-            started = target.set_running(standby, True)
+            started = self.target.set_running(standby, True)
             self.state.set_region_flag("promoted", region.name, True)
             if started:
                 actions.append(f"started {len(started)} standby host(s) of {region.name}")
@@ -87,7 +91,7 @@ class LabRegionOps:
     def _wait_serving(self, region: RegionTopology, timeout: float) -> str:
         """Wait until every app host and the region's endpoint answer healthy."""
         urls = [f"http://{h.address}:{self.dep.app.port}{self.dep.app.health_path}"
-                for h in region.of_kind("app")] + [f"{region.url}{self.dep.app.health_path}"]
+                for h in region.of_kind(HostKind.APP)] + [f"{region.url}{self.dep.app.health_path}"]
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if all(probe(u, 1.0).ok for u in urls):

@@ -1,0 +1,102 @@
+"""Lab names and addresses: deterministic, derived from the Deployment alone.
+
+Per region subnet: gateway .1, prober .5, VIP .10, load balancers .11/.12, app hosts
+.21 and up. On the control subnet: the DNS server at .53. Every object is named
+``hd-<deployment>-…`` so that deployments on one machine never collide.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hadeploy.config import Deployment, Target
+from hadeploy.topology import (
+    LB_PRIORITIES,
+    DnsEndpoint,
+    Host,
+    HostKind,
+    RegionTopology,
+    SharedStorage,
+    StorageType,
+    Topology,
+)
+
+PROBER_PORT = 9100
+PROBER_OFFSET, VIP_OFFSET, LB_OFFSET, APP_OFFSET, DNS_OFFSET = 5, 10, 11, 21, 53
+ROUTER_ID_BASE = 51
+
+
+def host_name(deployment: str, region: str, part: str) -> str:
+    return f"hd-{deployment}-{region}-{part}"
+
+
+def dns_container(deployment: str) -> str:
+    return f"hd-{deployment}-dns"
+
+
+def network_name(deployment: str, region: str) -> str:
+    return f"hd-{deployment}-{region}"
+
+
+def control_network(deployment: str) -> str:
+    return f"hd-{deployment}-ctl"
+
+
+def volume_name(deployment: str, region: str) -> str:
+    return f"hd-{deployment}-{region}-shared"
+
+
+def prober_name(deployment: str, region: str) -> str:
+    return host_name(deployment, region, "probe")
+
+
+def gateway(subnet: str) -> str:
+    return str(ipaddress.IPv4Network(subnet).network_address + 1)
+
+
+def prober_address(subnet: str) -> str:
+    return str(ipaddress.IPv4Network(subnet).network_address + PROBER_OFFSET)
+
+
+def stable_mac(address: str) -> str:
+    """A MAC derived from the IP: a restarted container keeps it, so its peers' ARP
+    caches stay right (with a new MAC, a restarted host rejoins only after ARP expiry,
+    26-75 s measured)."""
+    octets = [int(o) for o in address.split(".")]
+    return "02:48:" + ":".join(f"{o:02x}" for o in octets)
+
+
+def running_app_hosts(hosts: int, standby: str) -> int:
+    """App hosts kept running: hot all, warm half (at least one), cold none."""
+    return {"hot": hosts, "warm": max(1, hosts // 2), "cold": 0}[standby]
+
+
+def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
+                 fenced: frozenset[str] = frozenset()) -> Topology:
+    """The lab's topology. ``promoted``/``fenced``: region states a failover recorded."""
+    regions = []
+    for index, region in enumerate(dep.regions):
+        assert region.lab_subnet is not None  # validated for target lab
+        base = ipaddress.IPv4Network(region.lab_subnet).network_address
+        running = region.hosts if region.name in promoted else running_app_hosts(
+            region.hosts, region.standby.value)
+        hosts = [Host(host_name(dep.name, region.name, f"lb{i + 1}"),
+                      str(base + LB_OFFSET + i), HostKind.LB, region.name)
+                 for i in range(len(LB_PRIORITIES))]
+        hosts += [Host(host_name(dep.name, region.name, f"app{i + 1}"),
+                       str(base + APP_OFFSET + i), HostKind.APP, region.name,
+                       standby=i >= running)
+                  for i in range(region.hosts)]
+        vip = str(base + VIP_OFFSET)
+        prober = (f"http://{prober_address(region.lab_subnet)}:{PROBER_PORT}/results"
+                  if len(dep.regions) > 1 else None)
+        regions.append(RegionTopology(
+            name=region.name, role=region.role, standby=region.standby, vip=vip,
+            url=f"http://{vip}", subnet=region.lab_subnet, router_id=ROUTER_ID_BASE + index,
+            storage=SharedStorage(StorageType.VOLUME, volume_name(dep.name, region.name)),
+            hosts=tuple(hosts), prober=prober, fenced=region.name in fenced,
+            promoted=region.name in promoted))
+    control = ipaddress.IPv4Network(dep.lab.control_subnet)
+    dns = DnsEndpoint(str(control.network_address + DNS_OFFSET), 53, dep.dns.zone,
+                      dep.dns.record, dep.dns.ttl)
+    return Topology(dep.name, Target.LAB, dns, tuple(regions))
