@@ -417,12 +417,35 @@ class LabTarget:
     # -- apply ----------------------------------------------------------------------------
 
     def apply(self, plan: Plan, hooks: ApplyHooks) -> LabReport:
+        """Apply the plan in dependency order. A failure part-way is audited and says what
+        was already done: re-running 'up' converges, 'down' removes it."""
         start = time.monotonic()
         self.log = hooks.log
         self.state.save_deployment(self.dep)  # first: 'down' can clean up a failed 'up'
         topo = self.topology()
         self.state.save_json("topology.json", topo.to_dict())
         report = LabReport(self.dep.name, topo, list(plan.changes))
+        try:
+            self._apply_steps(plan, hooks, topo, report)
+        except HadeployError as exc:
+            done = report.created + report.recreated + report.started + report.stopped
+            if done:
+                exc.message += (f"\n(this 'up' had already done: {', '.join(done[:8])}"
+                                + (f" and {len(done) - 8} more" if len(done) > 8 else "")
+                                + "; re-running 'hadeploy up' converges, 'hadeploy down' "
+                                "removes them)")
+            self.state.audit("up", target="lab", result="failed", error=exc.message[:500],
+                             done=done, seconds=round(time.monotonic() - start, 1))
+            raise
+        report.seconds = time.monotonic() - start
+        self.state.audit("up", target="lab", result="done", changed=report.changed,
+                         seconds=round(report.seconds, 1),
+                         regions=[r.name for r in topo.regions],
+                         changes=[str(c) for c in plan.changes])
+        return report
+
+    def _apply_steps(self, plan: Plan, hooks: ApplyHooks, topo: Topology,
+                     report: LabReport) -> None:
         desired = {d.name: d for d in self.desired()}
         report.unmanaged_regions = unmanaged_regions(
             {n: LiveContainer(None, "", r) for n, r in container_regions(self.dep.name).items()},
@@ -451,12 +474,6 @@ class LabTarget:
         for name in report.stopped:
             self.log(f"stopped standby {name}")
         report.dns_answer, report.dns_changed = self._ensure_record(topo)
-        report.seconds = time.monotonic() - start
-        self.state.audit("up", target="lab", changed=report.changed,
-                         seconds=round(report.seconds, 1),
-                         regions=[r.name for r in topo.regions],
-                         changes=[str(c) for c in plan.changes])
-        return report
 
     def _apply_base(self, change: Change, topo: Topology, report: LabReport) -> None:
         """The image, keys, networks, volumes and the DNS server, in plan order."""
