@@ -98,23 +98,34 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o600) -> None:
             raise StateError(path, "is a directory, expected a file",
                              f"move it away (mv {path} {path}.bak) and re-run")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-        try:
-            os.fchmod(fd, mode)
-            os.write(fd, raw)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_synced(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, raw, mode)
         tmp.replace(path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(path.parent)
     except OSError as exc:
         raise StateError(path, f"cannot be written ({_os_problem(exc)})",
                          "check the permissions and free space of the state directory"
                          ) from None
+
+
+def _write_synced(path: Path, flags: int, data: bytes, mode: int) -> None:
+    """Write ``data`` through a fresh descriptor (never following a link), then fsync."""
+    fd = os.open(path, flags | os.O_NOFOLLOW, mode)
+    try:
+        if flags & os.O_TRUNC:
+            os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_if_changed(path: Path, text: str, *, mode: int = 0o600) -> bool:
@@ -386,12 +397,8 @@ class StateDir:
         self.ensure()
         path = self.path / "audit.jsonl"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_synced(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                          (json.dumps(record, sort_keys=True) + "\n").encode(), 0o600)
         except OSError as exc:
             raise StateError(path, f"cannot be appended to ({_os_problem(exc)})",
                              "check the state directory; the audit log must be writable"
