@@ -200,3 +200,19 @@ def test_failover_of_unbuilt_deployment(cli, tmp_path: Path):
     r = cli("failover", "--to", "west", "--yes")
     assert r.rc == 2 and "has not been built" in r.err
     _no_traceback(r)
+
+
+@pytest.mark.parametrize("cmd", ["up", "failover", "watch", "plan", "status", "down"])
+def test_help_paragraphs_are_not_broken_mid_sentence(cli, cmd):
+    """Docstrings are hard-wrapped in the source; the help renderer wraps again to the
+    terminal, so each paragraph must reach it as one line. At 1000 columns every sentence of
+    the docstring's second paragraph therefore sits on one line of the help."""
+    import inspect
+
+    from hadeploy.cli import COMMANDS
+
+    doc = inspect.cleandoc(COMMANDS[cmd].__doc__ or "")
+    second = " ".join(doc.split("\n\n")[1].split())
+    r = cli(cmd, "--help", env={"COLUMNS": "1000", "TERM": "dumb"})
+    lines = [" ".join(line.strip(" │").split()) for line in r.out.splitlines()]
+    assert any(second in line for line in lines), (second, r.out)
