@@ -3,7 +3,7 @@ its fix (not a generic "check podman info"), and says what it had already create
 
 The container init is hidden with a containers.conf override (``init_path`` that does not
 exist), which is what a fresh machine without catatonit looks like to podman. The
-deployment ("hdenv", subnets 10.93.x) is removed at the end, also when the test fails.
+deployment ("hdenv", subnets 10.96.x) is removed at the end, also when the test fails.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ NAME = "hdenv"
 CONFIG = f"""\
 name: {NAME}
 regions:
-  - {{name: east, role: primary, hosts: 1, lab_subnet: 10.93.1.0/24}}
-lab: {{control_subnet: 10.93.0.0/24}}
+  - {{name: east, role: primary, hosts: 1, lab_subnet: 10.96.1.0/24}}
+lab: {{control_subnet: 10.96.0.0/24}}
 failover: {{quorum: 1}}
 """
 
