@@ -91,7 +91,7 @@ else
 fi
 
 log "lab image (built once with debootstrap, cached by recipe hash)"
-"$VENV/bin/python" -c 'from hadeploy.targets.lab.image import ensure_image; print(ensure_image(print))' >&2
+"$VENV/bin/python" -u -c 'from hadeploy.targets.lab.image import ensure_image; print(ensure_image(print))' >&2
 
 log "hadeploy doctor (lab): checking this machine can run the lab"
 if report=$("$VENV/bin/hadeploy" doctor --target lab 2>/dev/null); then

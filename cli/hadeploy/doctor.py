@@ -494,12 +494,15 @@ class RunOutcome:
     blame: dict[str, str] = field(default_factory=dict)  # check id -> podman's error
 
 
+INIT_WHY = ("the DNS server and probers run with '--init' on a region-style network (fixed "
+            "IP and MAC)")
+BOOT_WHY = "every lab host is a systemd container that must boot to 'running'"
+RUN_TITLE, BOOT_TITLE = "container with --init runs", "systemd lab host boots"
+BOOT_TIMEOUT = 30.0
+
+
 def _container_run(ctx: Context) -> RunOutcome:
     """Do what ``up`` does, on a private network, and undo it."""
-    init_why = ("the DNS server and probers run with '--init' on a region-style network "
-                "(fixed IP and MAC)")
-    boot_why = "every lab host is a systemd container that must boot to 'running'"
-    run_title, boot_title = "container with --init runs", "systemd lab host boots"
     blockers = []
     if ctx.sys.geteuid() != 0:
         blockers.append("root")
@@ -510,78 +513,96 @@ def _container_run(ctx: Context) -> RunOutcome:
     if blockers:
         detail = f"not run: needs check(s) {', '.join(blockers)} to pass"
         return RunOutcome({
-            "container-run": Check("container-run", run_title, "warn", detail, init_why),
-            "systemd-boot": Check("systemd-boot", boot_title, "warn", detail, boot_why)})
-    assert ctx.podman is not None
-    exe, env = ctx.podman, ctx.podman_env()
-    tag = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-    net, init_c, host_c = tag, f"{tag}-init", f"{tag}-host"
-    blame: dict[str, str] = {}
+            "container-run": Check("container-run", RUN_TITLE, "warn", detail, INIT_WHY),
+            "systemd-boot": Check("systemd-boot", BOOT_TITLE, "warn", detail, BOOT_WHY)})
+    return ContainerRun(ctx).run()
 
-    def pod(*args: str, timeout: float = 60) -> Proc:
-        return ctx.sys.run([exe, *args], env=env, timeout=timeout)
 
-    def failed(check_id: str, title: str, why: str, step: str, proc: Proc) -> Check:
+class ContainerRun:
+    """A temporary network with an ``--init`` container and a systemd host on it, like
+    ``up`` makes them; everything is named ``hd-doctor-<pid>-<random>`` and removed."""
+
+    def __init__(self, ctx: Context) -> None:
+        assert ctx.podman is not None
+        self.ctx, self.exe, self.env = ctx, ctx.podman, ctx.podman_env()
+        tag = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+        self.net, self.init_c, self.host_c = tag, f"{tag}-init", f"{tag}-host"
+        self.blame: dict[str, str] = {}
+        self.subnet: ipaddress.IPv4Network | None = None
+
+    def pod(self, *args: str, timeout: float = 60) -> Proc:
+        return self.ctx.sys.run([self.exe, *args], env=self.env, timeout=timeout)
+
+    def run(self) -> RunOutcome:
+        try:
+            proc = self.pod("network", "create", "--label", "io.hadeploy.doctor=1", self.net)
+            if proc.rc != 0:
+                return RunOutcome({
+                    "container-run": self.failed("container-run", "network create", proc),
+                    "systemd-boot": Check("systemd-boot", BOOT_TITLE, "warn",
+                                          "not run: no network", BOOT_WHY)}, self.blame)
+            self.subnet = _subnet_of(self.pod("network", "inspect", self.net).out)
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                init_f, host_f = pool.submit(self.run_init), pool.submit(self.run_host)
+                checks = {"container-run": init_f.result(), "systemd-boot": host_f.result()}
+            return RunOutcome(checks, self.blame)
+        finally:
+            self.pod("rm", "-f", "-t", "0", self.init_c, self.host_c, timeout=60)
+            self.pod("network", "rm", "-f", self.net, timeout=60)
+
+    def address(self, offset: int) -> list[str]:
+        """``--ip``/``--mac-address`` as ``up`` gives them (none if the subnet is unknown)."""
+        if self.subnet is None:
+            return []
+        ip = str(self.subnet.network_address + offset)
+        return ["--ip", ip, "--mac-address", stable_mac(ip)]
+
+    def failed(self, check_id: str, step: str, proc: Proc) -> Check:
+        """A failed step; a known podman error also blames the check that explains it."""
         err = _tail(proc.err) or f"exit {proc.rc}"
         cause = classify(proc.err)
         if cause:
-            blame[cause] = err
+            self.blame[cause] = err
         see = f" (see check '{cause}')" if cause else ""
-        return Check(check_id, title, "fail", f"{step} failed: {err}{see}", why,
-                     _fix_of(ctx, cause) if cause else
-                     f"run 'podman {step}' with CONTAINERS_CONF={ctx.conf_path} to see the "
-                     "full error")
+        title, why = (RUN_TITLE, INIT_WHY) if check_id == "container-run" else \
+            (BOOT_TITLE, BOOT_WHY)
+        fix = _fix_of(self.ctx, cause) if cause else \
+            f"run 'podman {step}' with CONTAINERS_CONF={self.ctx.conf_path} to see the full error"
+        return Check(check_id, title, "fail", f"{step} failed: {err}{see}", why, fix)
 
-    try:
-        proc = pod("network", "create", "--label", "io.hadeploy.doctor=1", net)
+    def run_init(self) -> Check:
+        t0 = time.monotonic()
+        proc = self.pod("run", "--rm", "--name", self.init_c, "--network", self.net,
+                        *self.address(10), "--init", "--tmpfs", "/run", self.ctx.image_ref,
+                        "true")
         if proc.rc != 0:
-            c = failed("container-run", run_title, init_why, "network create", proc)
-            return RunOutcome({"container-run": c, "systemd-boot": Check(
-                "systemd-boot", boot_title, "warn", "not run: no network", boot_why)}, blame)
-        subnet = _subnet_of(pod("network", "inspect", net).out)
-        addrs = [str(subnet.network_address + i) for i in (10, 11)] if subnet else []
-        def addressing(i: int) -> list[str]:
-            return ["--ip", addrs[i], "--mac-address", stable_mac(addrs[i])] if addrs else []
+            return self.failed("container-run", "run --init", proc)
+        return Check("container-run", RUN_TITLE, "ok", f"ran on network "
+                     f"{self.subnet or self.net} in {time.monotonic() - t0:.1f} s", INIT_WHY)
 
-        def run_init() -> Check:
-            t0 = time.monotonic()
-            p = pod("run", "--rm", "--name", init_c, "--network", net, *addressing(0),
-                    "--init", "--tmpfs", "/run", ctx.image_ref, "true")
-            if p.rc != 0:
-                return failed("container-run", run_title, init_why, "run --init", p)
-            return Check("container-run", run_title, "ok",
-                         f"ran on network {subnet or net} in {time.monotonic() - t0:.1f} s",
-                         init_why)
-
-        def run_host() -> Check:
-            t0 = time.monotonic()
-            p = pod("run", "-d", "--name", host_c, "--network", net, *addressing(1),
-                    "--systemd=always", "--tmpfs", "/run", "--tmpfs", "/tmp",
-                    "--stop-timeout", "5", ctx.image_ref, "/lib/systemd/systemd")
-            if p.rc != 0:
-                return failed("systemd-boot", boot_title, boot_why, "run --systemd=always", p)
-            state, deadline = "", time.monotonic() + 30
-            while time.monotonic() < deadline:
-                p = pod("exec", host_c, "systemctl", "is-system-running", "--wait", timeout=30)
-                state = p.out.strip() or _tail(p.err)
-                if state in ("running", "degraded"):
-                    return Check("systemd-boot", boot_title, "ok",
-                                 f"systemd '{state}' after {time.monotonic() - t0:.1f} s "
-                                 f"(--ip {addrs[1] if addrs else '?'}, --mac-address)",
-                                 boot_why)
-                time.sleep(0.2)
-            return Check("systemd-boot", boot_title, "fail",
-                         f"systemd did not finish booting within 30 s (says '{state}')",
-                         boot_why, f"podman run --rm -it --systemd=always {ctx.image_ref} "
-                         "/lib/systemd/systemd shows the boot; check 'podman-info' (cgroups)")
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            init_f, host_f = pool.submit(run_init), pool.submit(run_host)
-            checks = {"container-run": init_f.result(), "systemd-boot": host_f.result()}
-        return RunOutcome(checks, blame)
-    finally:
-        pod("rm", "-f", "-t", "0", init_c, host_c, timeout=60)
-        pod("network", "rm", "-f", net, timeout=60)
+    def run_host(self) -> Check:
+        t0 = time.monotonic()
+        addressing = self.address(11)
+        proc = self.pod("run", "-d", "--name", self.host_c, "--network", self.net, *addressing,
+                        "--systemd=always", "--tmpfs", "/run", "--tmpfs", "/tmp",
+                        "--stop-timeout", "5", self.ctx.image_ref, "/lib/systemd/systemd")
+        if proc.rc != 0:
+            return self.failed("systemd-boot", "run --systemd=always", proc)
+        state, deadline = "", time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            proc = self.pod("exec", self.host_c, "systemctl", "is-system-running", "--wait",
+                            timeout=BOOT_TIMEOUT)
+            state = proc.out.strip() or _tail(proc.err)
+            if state in ("running", "degraded"):
+                ip = addressing[1] if addressing else "?"
+                return Check("systemd-boot", BOOT_TITLE, "ok", f"systemd '{state}' after "
+                             f"{time.monotonic() - t0:.1f} s (--ip {ip}, --mac-address)",
+                             BOOT_WHY)
+            time.sleep(0.2)
+        return Check("systemd-boot", BOOT_TITLE, "fail", "systemd did not finish booting "
+                     f"within {BOOT_TIMEOUT:.0f} s (says '{state}')", BOOT_WHY,
+                     f"podman run --rm -it --systemd=always {self.ctx.image_ref} "
+                     "/lib/systemd/systemd shows the boot; check 'podman-info' (cgroups)")
 
 
 def stable_mac(address: str) -> str:
