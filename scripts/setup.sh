@@ -29,6 +29,8 @@ SYSTEM_PACKAGES=(
   curl                        # the README's requests to the app; the Pulumi installer
   hyperfine                   # benchmarks/*.sh
   time                        # /usr/bin/time -v in benchmarks/*.sh
+  bind9-dnsutils              # dig: the README's look at the lab's authoritative server
+  jq                          # the docs' examples that filter --json output
 )
 # Recommends deliberately NOT installed (and not needed): podman's buildah, fuse-overlayfs,
 # slirp4netns, uidmap and dbus-user-session (rootless podman only; the lab is rootful, on
