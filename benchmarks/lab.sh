@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lab timings on deployment "hdbench" (subnets 10.93.x, removed at the end):
-#   cold up (image cached), unchanged re-run of up, status — wall time and peak RSS.
+#   cold up (image cached), unchanged re-run of up, plan, status, doctor — wall time and
+#   peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HD="$PWD/.venv/bin/hadeploy"
@@ -21,8 +22,9 @@ out="$OLDPWD/benchmarks/results"
 echo "--- cold up (image cached): /usr/bin/time -v"
 /usr/bin/time -v "$HD" up -q 2> "$work/cold.time"
 grep -E "Elapsed|Maximum resident" "$work/cold.time" | tee "$out/cold-up.txt"
-echo "--- unchanged re-run of up, and status"
+echo "--- unchanged re-run of up, plan (no changes), status, doctor"
 hyperfine -N --warmup 1 --runs "${RUNS:-5}" --export-markdown "$out/lab.md" \
-  "$HD up -q" "$HD status"
+  "$HD up -q" "$HD plan" "$HD status" "$HD doctor --target lab"
 /usr/bin/time -v "$HD" up -q 2>&1 >/dev/null | grep -E "Maximum resident" | sed 's/^/unchanged up: /' | tee -a "$out/cold-up.txt"
+/usr/bin/time -v "$HD" plan 2>&1 >/dev/null | grep -E "Maximum resident" | sed 's/^/plan: /' | tee -a "$out/cold-up.txt"
 /usr/bin/time -v "$HD" status 2>&1 >/dev/null | grep -E "Maximum resident" | sed 's/^/status: /' | tee -a "$out/cold-up.txt"
