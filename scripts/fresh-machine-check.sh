@@ -19,7 +19,8 @@
 # certificates are copied in, so that apt and pip behave as they do on this machine.
 #
 # Run as root; not part of the test suite (4-8 minutes here, mostly downloads).
-#   bash scripts/fresh-machine-check.sh   env: UP=0 (skip 'up'), KEEP=1 (keep the work dir),
+#   bash scripts/fresh-machine-check.sh   env: UP=0 (skip 'up'), TESTS=1 (then run
+#     scripts/test.sh, the README's second command, in the fresh root), KEEP=1 (keep the work dir),
 #     REUSE=<kept work dir> (skip debootstrap; re-run setup.sh, doctor, up on it),
 #     REPORT=<file> (default /tmp/hd-fresh-machine-check.txt), WORK_BASE=<dir> (/var/tmp)
 set -euo pipefail
@@ -170,6 +171,16 @@ YAML
     echo $? > "$RES/down.rc"; since "$t" > "$RES/down.seconds"
     set -e
     log "status exit $(cat "$RES/status.rc"), down exit $(cat "$RES/down.rc")"
+  fi
+
+  if [ "${TESTS:-0}" = 1 ] && [ "$(cat "$RES/doctor.rc" 2>/dev/null)" = 0 ]; then
+    log "scripts/test.sh in the fresh root: the README's second command (lint + whole suite)"
+    set +e
+    t=$(now)
+    in_root timeout 3600 bash -c "cd $PROJECT && ./scripts/test.sh" > "$RES/tests.txt" 2>&1
+    echo $? > "$RES/tests.rc"; since "$t" > "$RES/tests.seconds"
+    set -e
+    log "test.sh exit $(cat "$RES/tests.rc") in $(cat "$RES/tests.seconds") s"
   fi
   exit 0
 fi
@@ -343,7 +354,7 @@ PROXY_PID=$!
 log "entering private namespaces (mount, pid, ipc, uts, net) for setup.sh, doctor and up"
 t=$(now)
 unshare --mount --propagation private --pid --fork --kill-child --ipc --uts --net \
-  env UP="${UP:-1}" bash "$REPO/scripts/fresh-machine-check.sh" --inner "$WORK"
+  env UP="${UP:-1}" TESTS="${TESTS:-0}" bash "$REPO/scripts/fresh-machine-check.sh" --inner "$WORK"
 INNER_S=$(since "$t")
 TOTAL_S=$(since "$total")
 
@@ -382,6 +393,10 @@ new_pkgs=$(comm -13 "$RES/packages-before.txt" "$RES/packages-after.txt" | wc -l
     echo "hadeploy down --yes: exit $(val down.rc), $(val down.seconds) s"
   else
     echo "hadeploy up: not run (UP=0 or doctor failed)"
+  fi
+  if [ -f "$RES/tests.rc" ]; then
+    echo "scripts/test.sh (README's second command): exit $(val tests.rc), $(val tests.seconds) s"
+    grep -E "^\[test\]|passed|failed|error" "$RES/tests.txt" | tail -n 8 | sed 's/^/  /'
   fi
   echo "namespaced stage: $INNER_S s; whole check: $TOTAL_S s"
   if [ "$(val setup.rc)" != 0 ]; then
