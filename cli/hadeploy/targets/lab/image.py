@@ -28,11 +28,20 @@ PACKAGES = (
     "python3", "python3-apt", "iproute2", "procps", "haproxy", "keepalived", "curl",
     "ca-certificates", "rsync", "systemd", "systemd-sysv", "dbus", "iputils-ping",
     "knot", "knot-dnsutils", "netcat-openbsd", "openssh-server",
+    # the database tier: PostgreSQL under Patroni with an etcd per region; the app's driver
+    "postgresql-15", "patroni", "python3-etcd", "etcd-server", "etcd-client",
+    "python3-psycopg2",
 )
 
 # Units that are installed by the packages but must only run where a role enables them,
 # or that cannot work inside a container.
-DISABLED_UNITS = ("haproxy.service", "keepalived.service", "knot.service")
+DISABLED_UNITS = ("haproxy.service", "keepalived.service", "knot.service",
+                  "postgresql.service", "patroni.service", "etcd.service")
+# What package scripts create that a role must create itself: Debian's default cluster
+# (Patroni runs initdb) and etcd's single-node data directory (a role writes the cluster).
+REMOVED_PATHS = ("etc/postgresql/15/main", "var/lib/postgresql/15/main",
+                 "var/lib/etcd/default")
+PG_CREATECLUSTER_CONF = "create_main_cluster = false\n"
 MASKED_UNITS = (
     "systemd-udevd.service", "systemd-udev-trigger.service", "getty@tty1.service",
     "console-getty.service", "systemd-timesyncd.service", "apt-daily.timer",
@@ -47,7 +56,7 @@ SSH_DROPIN = ("[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
 SSHD_CONFIG = ("PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                "KbdInteractiveAuthentication no\nUseDNS no\nMaxStartups 100:30:200\n")
 
-RECIPE_VERSION = "4"
+RECIPE_VERSION = "6"
 
 
 def default_mirror() -> str:
@@ -71,6 +80,7 @@ def recipe(mirror: str | None = None) -> dict[str, object]:
         "packages": sorted(PACKAGES), "disabled": list(DISABLED_UNITS),
         "masked": list(MASKED_UNITS), "haproxy_dropin": HAPROXY_DROPIN,
         "ssh_dropin": SSH_DROPIN, "sshd_config": SSHD_CONFIG,
+        "removed": list(REMOVED_PATHS), "createcluster": PG_CREATECLUSTER_CONF,
     }
 
 
@@ -105,6 +115,14 @@ def _chroot_fixups(root: Path) -> None:
     wants = root / "etc/systemd/system/multi-user.target.wants"
     for unit in DISABLED_UNITS:
         (wants / unit).unlink(missing_ok=True)
+        # An alias (etcd2.service → etcd.service) makes 'systemctl is-enabled' answer
+        # "enabled", so a role's enable would do nothing: remove aliases of these too.
+        for link in (root / "etc/systemd/system").glob("*.service"):
+            if link.is_symlink() and link.readlink().name == unit:
+                link.unlink()
+    for rel in REMOVED_PATHS:
+        shutil.rmtree(root / rel, ignore_errors=True)
+    (root / "etc/postgresql-common/createcluster.conf").write_text(PG_CREATECLUSTER_CONF)
     for unit in MASKED_UNITS:
         link = root / "etc/systemd/system" / unit
         link.unlink(missing_ok=True)
