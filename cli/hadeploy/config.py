@@ -273,6 +273,33 @@ class FailoverPolicy(_Model):
     auto_failback: bool = False
 
 
+class DataConfig(_Model):
+    """The replicated PostgreSQL tier: a Patroni cluster in every region (the active
+    region's is the primary cluster, the others standby clusters streaming from it)."""
+
+    enabled: bool = True  # false: a stateless app, no database tier
+    hosts: Annotated[int, Field(ge=1, le=5)] = 3  # database hosts per region; 3 survive one loss
+    # Cross-region replication: async (a crash failover may lose what was in flight, within
+    # rpo_budget). 'sync' is refused, see _replication.
+    replication: str = "async"
+    # Seconds of acknowledged writes a crash failover may lose without --allow-data-loss.
+    rpo_budget: Annotated[float, Field(ge=0, le=86400)] = 5.0
+
+    @field_validator("replication")
+    @classmethod
+    def _replication(cls, v: str) -> str:
+        if v == "sync":
+            raise _Invalid(
+                "'sync' (every commit waits for another region) is not supported yet: "
+                "Patroni 3.0.2 owns synchronous_standby_names for the in-region synchronous "
+                "replica that makes losing a database host lose nothing, and cannot also "
+                "wait for a standby region",
+                "use 'async' and bound what a crash failover may lose with data.rpo_budget")
+        if v != "async":
+            raise _Invalid(f"{_q(v)} is not a replication mode", "use 'async'")
+        return v
+
+
 class LabConfig(_Model):
     control_subnet: Annotated[str, AfterValidator(_lab_subnet)] = f"{LAB_SUBNET_BASE}.0.0/24"
 
@@ -421,6 +448,7 @@ class Deployment(_Model):
     regions: Annotated[list[RegionConfig], Field(min_length=1, max_length=20)]
     app: AppConfig = AppConfig()
     failover: FailoverPolicy = FailoverPolicy()
+    data: DataConfig = DataConfig()
     lab: LabConfig = LabConfig()
     aws: AwsSettings | None = None  # target aws only (account, certificates, backups, ...)
 
@@ -759,6 +787,12 @@ failover:
   hold_down: 30            # seconds of success before a region counts as back
   min_interval: 300        # seconds between two automatic failovers (no flapping)
   auto_failback: false
+
+data:                      # a PostgreSQL cluster (Patroni) in every region
+  enabled: true            # false for a stateless app
+  hosts: 3                 # database hosts per region: 3 survive the loss of one
+  replication: async       # to the standby regions (the only mode so far)
+  rpo_budget: 5            # seconds a crash failover may lose without --allow-data-loss
 
 lab:
   control_subnet: 10.91.0.0/24   # the lab's DNS server lives here

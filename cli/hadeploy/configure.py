@@ -19,7 +19,7 @@ from hadeploy import paths
 from hadeploy.config import Deployment
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import atomic_write
-from hadeploy.topology import Topology, inventory_text, render_inventory
+from hadeploy.topology import RUNTIME_VARS, Topology, inventory_text, render_inventory
 
 # The only variables of hadeploy's own environment that Ansible gets: nothing else (cloud
 # credentials, tokens) reaches Ansible or its artifacts on disk.
@@ -55,10 +55,10 @@ class PlaybookResult:
 
 
 def write_inventory(topo: Topology, dep: Deployment, state: Path,
-                    connection: dict[str, str] | None = None) -> Path:
+                    extra: dict[str, str] | None = None) -> Path:
     """Render ``<state>/inventory/`` (hosts.yml + the target's group_vars); return it."""
     inv = state / "inventory"
-    atomic_write(inv / "hosts.yml", inventory_text(topo, dep, connection))
+    atomic_write(inv / "hosts.yml", inventory_text(topo, dep, extra))
     src = paths.inventory_dir(topo.target) / "group_vars"
     dst = inv / "group_vars"
     if dst.exists():
@@ -68,10 +68,12 @@ def write_inventory(topo: Topology, dep: Deployment, state: Path,
 
 
 def region_fingerprints(topo: Topology, dep: Deployment, playbook: str,
-                        connection: dict[str, str] | None = None) -> dict[str, str]:
+                        extra: dict[str, str] | None = None) -> dict[str, str]:
     """Per region, a hash of everything that decides its hosts' configuration: the roles,
     the playbooks, the target's group vars and the region's own inventory variables.
-    Regions are converged independently: adding or repairing one never touches another.
+    Regions are converged independently: repairing one never touches another; adding one
+    changes the others' fingerprints only through their database hosts' variables (a slot
+    for the newcomer, its replication access).
     """
     shared = hashlib.sha256()
     roots = [paths.inventory_dir(topo.target), paths.roles_dir(),
@@ -81,10 +83,11 @@ def region_fingerprints(topo: Topology, dep: Deployment, playbook: str,
                            and "__pycache__" not in p.parts):
             shared.update(str(path.relative_to(root)).encode())
             shared.update(path.read_bytes())
-    inv = render_inventory(topo, dep, connection)["all"]
+    inv = render_inventory(topo, dep, extra)["all"]
     out = {}
     for region in topo.regions:
-        hostvars = {h.name: inv["children"][h.kind]["hosts"][h.name] for h in region.hosts}
+        hostvars = {h.name: {k: v for k, v in inv["children"][h.kind]["hosts"][h.name].items()
+                             if k not in RUNTIME_VARS} for h in region.hosts}
         digest = shared.copy()
         digest.update(json.dumps([inv["vars"], hostvars], sort_keys=True).encode())
         out[region.name] = digest.hexdigest()

@@ -27,7 +27,7 @@ from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import probe
 from hadeploy.quorum import Assessment, LocalVantage, Vote, assess, fetch_prober, votes_from_prober
 from hadeploy.state import Journal, StateDir, StateError, current_user, utc_now
-from hadeploy.targets import ExtraVotes, RegionOps, Runtime
+from hadeploy.targets import DataOps, ExtraVotes, RegionOps, Runtime
 from hadeploy.topology import RegionTopology, Topology
 
 Log = Callable[[str], None]
@@ -68,6 +68,8 @@ class FailoverRequest:
     force: bool = False  # skip ONLY the target-health guard (audited)
     dry_run: bool = False  # print the plan; take no lock, write nothing
     operation: Operation = "failover"
+    # A crash failover may lose more than data.rpo_budget, or an unknown amount (audited).
+    allow_data_loss: bool = False
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Outcome:
     dns_after: list[str] = field(default_factory=list)
     error: str | None = None
     resumed: bool = False
+    data: dict[str, Any] | None = None  # what happened to the database tier
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "result": self.result, "from": self.from_region,
@@ -93,7 +96,7 @@ class Outcome:
                 "phases": {k: round(v, 3) for k, v in self.phases.items()},
                 "actions": self.actions, "health": self.health,
                 "dns": {"before": self.dns_before, "after": self.dns_after},
-                "error": self.error}
+                "data": self.data, "error": self.error}
 
 
 def region_votes(topo: Topology, dep: Deployment, *, local: LocalVantage | None = None,
@@ -218,6 +221,27 @@ def _start(ctx: FailoverContext, req: FailoverRequest, new_id: str) -> Outcome:
 
 def _run_phases(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
                 target: RegionTopology, old: RegionTopology | None) -> None:
+    _prepare_and_check(ctx, req, out, target)
+    rejoin = None
+    if ctx.ops.data is not None and target.data is not None:
+        rejoin = _move_data(ctx, req, out, target, old, ctx.ops.data)
+    else:
+        _fence(ctx, out, old, target)
+    _move_dns(ctx, out, target)
+    if rejoin is not None and ctx.ops.data is not None:
+        # After DNS: the old primary region (paused, its leader stopped at the token)
+        # follows the new one; a failure leaves it paused, which is safe, and is reported.
+        t = time.monotonic()
+        try:
+            done = ctx.ops.data.settle(rejoin, target, salvage=False) or "already a standby"
+        except HadeployError as exc:
+            done = f"did not rejoin yet ({exc.message}); 'hadeploy up' or 'watch' retries"
+        out.actions.append(f"database of {rejoin.name}: {done}")
+        out.phases["rejoin"] = time.monotonic() - t
+
+
+def _prepare_and_check(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
+                       target: RegionTopology) -> None:
     t = time.monotonic()
     # A cold AWS region needs minutes to boot instances: the target says how long to wait.
     out.actions += ctx.ops.prepare(target, timeout=ctx.ops.prepare_timeout)
@@ -238,15 +262,21 @@ def _run_phases(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
                 "quorum")
         out.actions.append("health guard overridden by --force")
 
-    # Fence before DNS: the old primary refuses writes before any client is sent away
-    # from it, so no client can write to two regions.
-    if old is not None and old.name != target.name:
-        t = time.monotonic()
-        result = ctx.ops.fence(old, timeout=5)
-        out.actions.append(f"fence {old.name}: {result}")
-        out.phases["fence"] = time.monotonic() - t
-        ctx.log(f"fence {old.name}: {result}")
 
+def _fence(ctx: FailoverContext, out: Outcome, old: RegionTopology | None,
+           target: RegionTopology) -> None:
+    """Fence before DNS: the old primary refuses writes before any client is sent away
+    from it, so no client can write to two regions."""
+    if old is None or old.name == target.name:
+        return
+    t = time.monotonic()
+    result = ctx.ops.fence(old, timeout=5)
+    out.actions.append(f"fence {old.name}: {result}")
+    out.phases["fence"] = time.monotonic() - t
+    ctx.log(f"fence {old.name}: {result}")
+
+
+def _move_dns(ctx: FailoverContext, out: Outcome, target: RegionTopology) -> None:
     t = time.monotonic()
     record = ctx.topology.dns.record
     ctx.dns.replace(record, ctx.topology.dns.ttl, [target.vip])
@@ -257,6 +287,96 @@ def _run_phases(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
     out.phases["verify"] = time.monotonic() - t
     ctx.log(f"{ctx.topology.dns.fqdn} now answers {target.vip} ({target.name}); verified on "
             "the authoritative server")
+
+
+def _move_data(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
+               target: RegionTopology, old: RegionTopology | None,
+               data: DataOps) -> RegionTopology | None:
+    """Move the writable database to ``target`` together with the traffic. A switchover
+    when a region's primary answers (zero acknowledged writes lost, by construction), a
+    crash failover otherwise (refused beyond data.rpo_budget unless --allow-data-loss).
+    Returns the region to rejoin after the DNS change (a switchover's old primary)."""
+    t = time.monotonic()
+    states = data.observe()
+    out.phases["data"] = time.monotonic() - t
+    writer = next((name for name, s in states.items() if s.role == "primary"), None)
+    if writer == target.name:
+        out.data = {"mode": "already-primary", "region": target.name}
+        _fence(ctx, out, old, target)
+        ctx.state.set_data_primary(target.name)
+        return None
+    if writer is not None:
+        source = ctx.topology.region(writer)
+        _fence(ctx, out, source, target)
+        if old is not None and old.name != source.name:
+            _fence(ctx, out, old, target)
+        _switchover(ctx, out, source, target, data)
+        return source
+    estimate = _estimate_loss(ctx, target)
+    within = estimate["seconds"] is not None and estimate["seconds"] <= ctx.dep.data.rpo_budget
+    out.data = {"mode": "failover", "estimate": estimate,
+                "rpo_budget": ctx.dep.data.rpo_budget, "allowed": req.allow_data_loss}
+    if not within and not req.allow_data_loss:
+        what = ("an unknown amount" if estimate["seconds"] is None else
+                f"about {estimate['seconds']} s ({estimate['bytes']} bytes)")
+        raise HadeployError(
+            f"no database of any region answers as the primary: failing over to "
+            f"{target.name} may lose {what} of acknowledged writes, more than "
+            f"data.rpo_budget ({ctx.dep.data.rpo_budget:g} s) allows",
+            hint="if the old primary region is really gone, pass --allow-data-loss "
+            "(audited, with this estimate); 'hadeploy watch' keeps the observations that "
+            "make the estimate", code=ExitCode.REFUSED)
+    _fence(ctx, out, old, target)
+    t = time.monotonic()
+    data.promote(target)
+    out.phases["promote"] = time.monotonic() - t
+    ctx.state.set_data_primary(target.name)
+    if old is not None and old.name != target.name:
+        ctx.state.set_rejoin(old.name, True)
+    out.actions.append(f"database of {target.name} promoted (crash failover; estimated "
+                       f"loss {estimate['seconds']} s / {estimate['bytes']} bytes)")
+    return None
+
+
+def _switchover(ctx: FailoverContext, out: Outcome, source: RegionTopology,
+                target: RegionTopology, data: DataOps) -> None:
+    journal = ctx.state.read_journal()
+    token = journal.data_token if journal is not None else None
+    t = time.monotonic()
+    if token is None:
+        token = data.freeze(source)
+        if journal is not None:
+            ctx.state.write_journal(journal.model_copy(update={"data_token": token}))
+    out.phases["freeze"] = time.monotonic() - t
+    t = time.monotonic()
+    data.switch(source, target, token)
+    out.phases["promote"] = time.monotonic() - t
+    ctx.state.set_data_primary(target.name)
+    out.data = {"mode": "switchover", "from": source.name, "token": token, "lost": 0}
+    out.actions.append(f"database moved from {source.name} to {target.name} with zero "
+                       f"acknowledged writes lost (replayed past token {token})")
+
+
+def _estimate_loss(ctx: FailoverContext, target: RegionTopology) -> dict[str, Any]:
+    """What a crash failover to ``target`` loses: the lag it had at the last observation
+    ``watch`` recorded while a primary answered (within 5 minutes), else unknown."""
+    from hadeploy.history import History, HistoryError, history_path
+
+    path = history_path(ctx.state.path)
+    if path.exists():
+        try:
+            db = History(path, read_only=True)
+            try:
+                row = db.last_lag(target.name, time.time() - 300)
+            finally:
+                db.close()
+        except HistoryError:
+            row = None
+        if row is not None:
+            return {"bytes": row.lag_bytes, "seconds": row.lag_seconds,
+                    "observed_at": row.ts, "source": "watch"}
+    return {"bytes": None, "seconds": None, "observed_at": None,
+            "source": "no observation in the last 5 minutes (is 'hadeploy watch' running?)"}
 
 
 def _wait_healthy(ctx: FailoverContext, target: RegionTopology) -> Assessment:

@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS probes (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS probes_region_ts ON probes(region, ts);
+CREATE TABLE IF NOT EXISTS data (
+    ts REAL NOT NULL,            -- unix time of the observation
+    region TEXT NOT NULL,        -- whose database cluster
+    role TEXT NOT NULL,          -- primary | standby | down | unknown
+    position INTEGER,            -- WAL position (written, or replayed by a standby)
+    lag_bytes INTEGER,           -- a standby: behind the primary region, in bytes
+    lag_seconds REAL             -- ... and in seconds
+);
+CREATE INDEX IF NOT EXISTS data_region_ts ON data(region, ts);
 """
 
 
@@ -48,6 +57,16 @@ class HistoryError(HadeployError):
         super().__init__(f"probe history {path} cannot be used ({type(exc).__name__}: "
                          f"{str(exc)[:120]})", hint=f"move it away (mv {path} {path}.bak); "
                          "'hadeploy watch' starts a new one", code=ExitCode.BAD_INPUT)
+
+
+@dataclass(frozen=True)
+class DataRow:
+    ts: float
+    region: str
+    role: str
+    position: int | None
+    lag_bytes: int | None
+    lag_seconds: float | None
 
 
 class History:
@@ -92,6 +111,26 @@ class History:
         if now - self._last_prune > 3600:
             self._last_prune = now
             self.db.execute("DELETE FROM probes WHERE ts < ?", (now - RETENTION_SECONDS,))
+            self.db.execute("DELETE FROM data WHERE ts < ?", (now - RETENTION_SECONDS,))
+
+    def add_data(self, rows: Iterable[DataRow]) -> None:
+        data = [(r.ts, r.region, r.role, r.position, r.lag_bytes, r.lag_seconds) for r in rows]
+        if data:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT INTO data VALUES (?, ?, ?, ?, ?, ?)", data)
+
+    def last_lag(self, region: str, since: float) -> DataRow | None:
+        """The last observation of ``region`` as a standby with a measured lag (None also
+        for a history written before observations of the database tier existed)."""
+        try:
+            row = self.db.execute(
+                "SELECT ts, region, role, position, lag_bytes, lag_seconds FROM data WHERE "
+                "region = ? AND ts >= ? AND lag_bytes IS NOT NULL ORDER BY ts DESC LIMIT 1",
+                (region, since)).fetchone()
+        except sqlite3.Error:
+            return None
+        return DataRow(*row) if row else None
 
     def recent(self, region: str, limit: int = 20) -> list[ProbeRow]:
         cur = self.db.execute(

@@ -191,6 +191,12 @@ class RegionFlags(_StateModel):
     version: Literal[1] = 1
     promoted: tuple[RegionName, ...] = ()  # a warm/cold standby scaled up to full size
     fenced: tuple[RegionName, ...] = ()  # refuses writes
+    # The region whose database cluster is the writable one since the last failover;
+    # None: the configured primary region.
+    data_primary: RegionName | None = None
+    # Regions replaced by a crash failover: when they come back, what their database wrote
+    # after the new primary's last replayed position is copied aside, then they rejoin.
+    rejoin: tuple[RegionName, ...] = ()
 
     def names(self, flag: RegionFlag) -> frozenset[str]:
         return frozenset(self.promoted if flag == "promoted" else self.fenced)
@@ -216,6 +222,9 @@ class Journal(_StateModel):
     operation: Literal["failover", "failback", "watch"] = "failover"
     started: str
     user: str = Field(max_length=256)
+    # A switchover's demotion token, once the old primary's database was stopped: a
+    # resumed run waits for it instead of stopping a database that is already stopped.
+    data_token: int | None = Field(default=None, ge=0)
 
 
 class Converged(_StateModel):
@@ -358,6 +367,23 @@ class StateDir:
         new = flags.with_flag(flag, region, on)
         if new != flags:
             self.save_model("regions.json", new)
+
+    def set_rejoin(self, region: str, on: bool) -> None:
+        """Record that ``region``'s database must be salvaged and rejoined (under the lock)."""
+        self.require_lock()
+        flags = self.region_flags()
+        names = set(flags.rejoin)
+        (names.add if on else names.discard)(region)
+        if set(flags.rejoin) != names:
+            self.save_model("regions.json",
+                            flags.model_copy(update={"rejoin": tuple(sorted(names))}))
+
+    def set_data_primary(self, region: str) -> None:
+        """Record which region's database cluster takes writes (under the lock)."""
+        self.require_lock()
+        flags = self.region_flags()
+        if flags.data_primary != region:
+            self.save_model("regions.json", flags.model_copy(update={"data_primary": region}))
 
     # -- failover journal -----------------------------------------------------------
 

@@ -5,8 +5,9 @@ defined by the models below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,10 +15,14 @@ from hadeploy.config import Deployment
 from hadeploy.dns.base import DnsProvider
 from hadeploy.errors import HadeployError
 from hadeploy.health import ProbeResult, probe_many
-from hadeploy.topology import HostKind, Topology
+from hadeploy.topology import HostKind, RegionTopology, Topology
+
+if TYPE_CHECKING:
+    from hadeploy.data import Slot
 
 LB_HEALTH_PATH = "/lb-health"  # haproxy's monitor-uri (roles/haproxy)
 LB_HEADER = "x-hadeploy-lb"  # set by haproxy on every response (roles/haproxy)
+PATRONI_PORT = 8008  # every database host's Patroni REST API (roles/postgresql)
 
 
 class _Doc(BaseModel):
@@ -43,13 +48,44 @@ class EndpointStatus(_Doc):
 class HostStatus(_Doc):
     name: str
     address: str
-    kind: Literal["lb", "app"]
+    kind: Literal["lb", "app", "db"]
     healthy: bool
     standby: bool
     status: int | None
     latency_ms: float
     error: str | None
     container: str | None = None  # lab only: podman state (running, exited, missing)
+
+
+class DataMemberStatus(_Doc):
+    name: str
+    role: Literal["primary", "replica", "standby_leader", "unknown"]
+    state: str
+    position: int | None  # WAL position (bytes): written (primary) or replayed (standby)
+    error: str | None
+
+
+class SlotStatus(_Doc):
+    name: str
+    active: bool  # a standby streams through it right now
+    wal_status: str | None  # reserved / extended / unreserved / lost (PostgreSQL's words)
+    retained_bytes: int | None  # WAL the slot keeps on the leader's disk
+
+
+class DataStatus(_Doc):
+    """A region's database cluster (regions[].data)."""
+
+    cluster: str
+    role: Literal["primary", "standby", "down", "unknown"]
+    leader: str | None
+    timeline: int | None
+    position: int | None
+    lag_bytes: int | None  # a standby region: how far behind the primary region
+    lag_seconds: float | None  # 0 when caught up, else age of the last replayed commit
+    members: list[DataMemberStatus]
+    # Replication slots on the leader; None when they could not be read (the error says why).
+    slots: list[SlotStatus] | None = None
+    slots_error: str | None = None
 
 
 class RegionStatus(_Doc):
@@ -67,6 +103,7 @@ class RegionStatus(_Doc):
     endpoint: EndpointStatus
     hosts: list[HostStatus]
     history: dict[str, Any] | None
+    data: DataStatus | None = None
 
 
 class StatusDoc(_Doc):
@@ -87,9 +124,14 @@ class StatusDoc(_Doc):
         return self.model_dump_json(indent=2, exclude_none=False)
 
 
+DB_HEALTH_PATH = "/health"  # Patroni: 200 while PostgreSQL runs under it
+
+
 def host_url(kind: HostKind, address: str, dep: Deployment) -> str:
     if kind is HostKind.LB:
         return f"http://{address}{LB_HEALTH_PATH}"
+    if kind is HostKind.DB:
+        return f"http://{address}:{PATRONI_PORT}{DB_HEALTH_PATH}"
     return f"http://{address}:{dep.app.port}{dep.app.health_path}"
 
 
@@ -97,12 +139,57 @@ def _endpoint(r: ProbeResult) -> EndpointStatus:
     return EndpointStatus(status=r.status, latency_ms=round(r.latency_ms, 1), error=r.error)
 
 
+SlotReader = Callable[[RegionTopology, str], "list[Slot]"]
+
+
+def data_status(topo: Topology, timeout: float,
+                slots: SlotReader | None = None) -> dict[str, DataStatus]:
+    """Every region's database cluster from its members' Patroni API; with ``slots`` (how
+    to read a leader's replication slots, on targets that can run a command there), the WAL
+    each slot retains."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hadeploy import data
+
+    observed = data.observe(topo, timeout)
+
+    def read_slots(name: str) -> tuple[list[SlotStatus] | None, str | None]:
+        leader = observed[name].view.leader
+        if slots is None or leader is None:
+            return None, None if slots is None else "no leader to ask"
+        try:
+            return [SlotStatus(name=s.name, active=s.active, wal_status=s.wal_status,
+                               retained_bytes=s.retained_bytes)
+                    for s in slots(topo.region(name), leader.name)], None
+        except Exception as exc:  # reported in the document, never fatal to status
+            return None, f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+
+    with ThreadPoolExecutor(max_workers=max(1, len(observed))) as pool:
+        slot_docs = dict(zip(observed, pool.map(read_slots, observed), strict=True))
+    out = {}
+    for name, state in observed.items():
+        leader = state.view.leader
+        out[name] = DataStatus(
+            cluster=state.cluster, role=state.role, leader=leader.name if leader else None,
+            timeline=leader.timeline if leader else None, position=state.position,
+            lag_bytes=state.lag_bytes, lag_seconds=state.lag_seconds,
+            members=[DataMemberStatus(name=m.name, role=m.role, state=m.state,
+                                      position=m.position, error=m.error)
+                     for m in state.view.members],
+            slots=slot_docs[name][0], slots_error=slot_docs[name][1])
+    return out
+
+
 def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
             timeout: float = 1.0, container_states: dict[str, str] | None = None,
-            host_health: dict[str, ProbeResult] | None = None) -> StatusDoc:
+            host_health: dict[str, ProbeResult] | None = None,
+            slots: SlotReader | None = None) -> StatusDoc:
     """``dns``: the provider to ask. ``host_health``: host name → result when the target
     knows its hosts' health better than a probe from here (aws: the ALB's target health);
-    then hosts are not probed. ``container_states``: the lab's podman states."""
+    then hosts are not probed. ``container_states``: the lab's podman states. ``slots``:
+    how to read a database leader's replication slots (see :func:`data_status`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from hadeploy.state import utc_now
 
     urls: list[str] = []
@@ -110,7 +197,11 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         urls.append(f"{region.url}{dep.app.health_path}")
         if host_health is None:
             urls += [host_url(h.kind, h.address, dep) for h in region.hosts]
-    results = probe_many(urls, timeout)
+    with_data = any(r.data is not None and r.of_kind(HostKind.DB) for r in topo.regions)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # Patroni's view while probing
+        data_future = pool.submit(data_status, topo, timeout, slots) if with_data else None
+        results = probe_many(urls, timeout)
+        data = data_future.result() if data_future is not None else {}
 
     dns_doc = DnsStatus(server=topo.dns.server, port=topo.dns.port, zone=topo.dns.zone,
                         record=topo.dns.fqdn, ttl=topo.dns.ttl, answer=[], error=None)
@@ -138,14 +229,15 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
             active=region.name in active, vip=region.vip, url=region.url, healthy=vip.ok,
             lb_master=vip.headers.get(LB_HEADER), serving_expected=region.serving_expected,
             fenced=region.fenced, promoted=region.promoted, endpoint=_endpoint(vip),
-            hosts=hosts, history=history.get(region.name)))
+            hosts=hosts, history=history.get(region.name), data=data.get(region.name)))
     return StatusDoc(
         deployment=topo.deployment, target=topo.target.value, checked_at=utc_now(),
         active_region=active[0] if len(active) == 1 else None,
         healthy=all(r.healthy for r in regions if r.serving_expected or r.active)
         and len(active) == 1,
         degraded=any(not h.healthy and not (h.standby and h.container != "running")
-                     for r in regions for h in r.hosts),
+                     for r in regions for h in r.hosts)
+        or any(r.data is not None and r.data.role in ("down", "unknown") for r in regions),
         history_error=history_error, dns=dns_doc, regions=regions)
 
 
@@ -201,6 +293,22 @@ def render_text(status: StatusDoc) -> Any:
                 ok = Text(f"DOWN {why}".strip(), "red")
             table.add_row(host["name"], host["kind"], host["address"], ok)
         lines.append(table)
+        data = region.get("data")
+        if data:
+            where = (f"leader {data['leader']}" if data["leader"] else "no leader")
+            behind = "" if data["lag_bytes"] is None else (
+                f", {data['lag_bytes']} B / {data['lag_seconds']} s behind")
+            style = "red" if data["role"] in ("down", "unknown") else "dim"
+            lines.append(Text(f"    database: {data['role']} ({where}{behind})", style))
+            for slot in data.get("slots") or []:
+                held = "no WAL reserved" if slot["retained_bytes"] is None else (
+                    f"retains {slot['retained_bytes']} B of WAL")
+                lines.append(Text(f"      slot {slot['name']}: "
+                                  f"{'active' if slot['active'] else 'INACTIVE'}, {held}"
+                                  + (f" ({slot['wal_status']})" if slot["wal_status"] else ""),
+                                  "dim" if slot["active"] else "yellow"))
+            if data.get("slots_error"):
+                lines.append(Text(f"      slots: unknown ({data['slots_error']})", "yellow"))
         hist = region.get("history") or {}
         if hist.get("vantages"):
             parts = [f"{v} {d['availability'] * 100:.1f}% of {d['probes']}"

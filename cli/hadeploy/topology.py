@@ -22,6 +22,7 @@ LB_PRIORITIES = (150, 100)
 class HostKind(StrEnum):
     LB = "lb"  # a load balancer (haproxy, and keepalived where the target needs a VIP)
     APP = "app"  # an application host
+    DB = "db"  # a database host (PostgreSQL under Patroni, with the region's etcd)
 
 
 class StorageType(StrEnum):
@@ -46,6 +47,22 @@ class SharedStorage:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class RegionData:
+    """A region's database cluster as its clients see it."""
+
+    cluster: str  # the Patroni scope, e.g. hd-demo-east
+    write: Endpoint  # the cluster's writable primary (none answers in a standby region)
+    read: Endpoint  # any readable member
+    api_port: int = 8008  # every member's Patroni REST API
+
+
+@dataclass(frozen=True)
 class RegionTopology:
     name: str
     role: Role
@@ -59,6 +76,8 @@ class RegionTopology:
     prober: str | None = None  # URL of the in-region prober's /results (a vantage point)
     fenced: bool = False  # refuses writes: traffic was moved away by a failover
     promoted: bool = False  # a warm/cold standby scaled up to full size by a failover
+    data: RegionData | None = None  # the database tier, when the deployment has one
+    data_primary: bool = False  # its database cluster is the writable one (others stream)
 
     @property
     def serving_expected(self) -> bool:
@@ -121,6 +140,10 @@ class Topology:
                                              HostKind(h["kind"]), str(h["region"]),
                                              bool(h.get("standby", False)))
                                         for h in r.get("hosts") or ())
+                data = r.get("data")
+                fields["data"] = None if data is None else RegionData(
+                    str(data["cluster"]), Endpoint(**data["write"]), Endpoint(**data["read"]),
+                    int(data.get("api_port", 8008)))
                 regions.append(RegionTopology(**fields))
             dns = doc["dns"]
             endpoint = DnsEndpoint(str(dns["server"]), int(dns["port"]), str(dns["zone"]),
@@ -132,64 +155,131 @@ class Topology:
                              ) from None
 
     def with_flags(self, *, promoted: frozenset[str] = frozenset(),
-                   fenced: frozenset[str] = frozenset()) -> Topology:
+                   fenced: frozenset[str] = frozenset(),
+                   data_primary: str | None = None) -> Topology:
         """The same topology with the region states a failover recorded."""
+        primary = data_primary or next((r.name for r in self.regions if r.data_primary),
+                                       None)
         return replace(self, regions=tuple(
-            replace(r, promoted=r.name in promoted, fenced=r.name in fenced)
+            replace(r, promoted=r.name in promoted, fenced=r.name in fenced,
+                    data_primary=r.data is not None and r.name == primary)
             for r in self.regions))
+
+    @property
+    def data_primary_region(self) -> RegionTopology | None:
+        """The region whose database cluster takes writes (None: no database tier)."""
+        return next((r for r in self.regions if r.data_primary), None)
 
 
 # --- inventory: the one place that maps the topology onto the roles' variables ----------
 
+# Inventory variables that a failover changes at run time, on the hosts themselves (the
+# fence's ACL file, the database cluster's role): re-running Ansible for them would change
+# nothing, so they are left out of the configuration fingerprints. (The database role is
+# read by Patroni only when a cluster is first created; the host items are imported through
+# matters once, when a deployment first gains its database tier.)
+RUNTIME_VARS = frozenset({"haproxy_fenced", "postgresql_primary", "postgresql_primary_hosts",
+                          "app_import_host"})
+
+
+def slot_name(region: str) -> str:
+    """The replication slot a standby region streams through, on the primary cluster."""
+    return "standby_" + region.replace("-", "_")
+
+
 def render_inventory(topo: Topology, dep: Deployment,
-                     connection: dict[str, str] | None = None) -> dict[str, Any]:
-    """An Ansible YAML inventory: groups ``lb``, ``app`` and ``region_<name>``.
+                     extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """An Ansible YAML inventory: groups ``lb``, ``app``, ``db`` and ``region_<name>``.
 
     Every role variable is set here, per host, from the topology; roles never compute
     topology. Target-specific settings (connection, keepalived on/off, storage type) come
-    from ``inventories/<target>/group_vars`` and from the topology itself.
+    from ``inventories/<target>/group_vars`` and from the topology itself; ``extra``: what
+    the target adds for every host (the connection, the controller paths of secrets).
     """
-    groups: dict[str, dict[str, Any]] = {"lb": {}, "app": {}}
+    groups: dict[str, dict[str, Any]] = {"lb": {}, "app": {}, "db": {}}
     region_groups: dict[str, dict[str, Any]] = {}
     for region in topo.regions:
-        apps = region.of_kind(HostKind.APP)
-        backends = [{"name": h.name, "address": h.address, "port": dep.app.port} for h in apps]
         members: dict[str, Any] = {}
-        for index, host in enumerate(region.of_kind(HostKind.LB)):
-            hv = _common_vars(topo, host)
-            hv.update({
-                "haproxy_frontend_port": 80,
-                "haproxy_backends": backends,
-                "haproxy_health_path": dep.app.health_path,
-                "keepalived_vip": region.vip,
-                "keepalived_vip_prefix": ipaddress.IPv4Network(region.subnet).prefixlen,
-                "keepalived_router_id": region.router_id,
-                "keepalived_priority": LB_PRIORITIES[index % len(LB_PRIORITIES)],
-                "haproxy_fenced": region.fenced,
-            })
-            groups["lb"][host.name] = hv
-            members[host.name] = {}
-        for host in apps:
-            hv = _common_vars(topo, host)
-            hv.update({
-                "app_port": dep.app.port,
-                "app_health_path": dep.app.health_path,
-                "app_version": dep.app.version,
-                "app_region": region.name,
-                "app_data_dir": region.storage.path,
-                "shared_storage_path": region.storage.path,
-                "shared_storage_type": region.storage.type,
-                "shared_storage_source": "" if region.storage.type is StorageType.VOLUME
-                else region.storage.source,
-            })
-            groups["app"][host.name] = hv
-            members[host.name] = {}
+        for kind, hostvars in ((HostKind.LB, _lb_vars), (HostKind.APP, _app_vars),
+                               (HostKind.DB, _db_vars)):
+            for index, host in enumerate(region.of_kind(kind)):
+                hv = _common_vars(topo, host)
+                hv.update(hostvars(topo, dep, region, index))
+                groups[kind.value][host.name] = hv
+                members[host.name] = {}
         region_groups[region_group(region.name)] = {"hosts": members}
     children: dict[str, Any] = {name: {"hosts": hosts} for name, hosts in groups.items()}
     children.update(region_groups)
     return {"all": {"vars": {"hadeploy_deployment": topo.deployment,
-                             "hadeploy_target": topo.target, **(connection or {})},
+                             "hadeploy_target": topo.target, **(extra or {})},
                     "children": children}}
+
+
+def _lb_vars(_topo: Topology, dep: Deployment, region: RegionTopology,
+             index: int) -> dict[str, Any]:
+    apps = region.of_kind(HostKind.APP)
+    return {
+        "haproxy_frontend_port": 80,
+        "haproxy_backends": [{"name": h.name, "address": h.address, "port": dep.app.port}
+                             for h in apps],
+        "haproxy_health_path": dep.app.health_path,
+        "haproxy_db_backends": [{"name": h.name, "address": h.address}
+                                for h in region.of_kind(HostKind.DB)],
+        "haproxy_db_write_port": region.data.write.port if region.data else 5432,
+        "haproxy_db_read_port": region.data.read.port if region.data else 5433,
+        "haproxy_db_api_port": region.data.api_port if region.data else 8008,
+        "keepalived_vip": region.vip,
+        "keepalived_vip_prefix": ipaddress.IPv4Network(region.subnet).prefixlen,
+        "keepalived_router_id": region.router_id,
+        "keepalived_priority": LB_PRIORITIES[index % len(LB_PRIORITIES)],
+        "haproxy_fenced": region.fenced,
+    }
+
+
+def _app_vars(topo: Topology, dep: Deployment, region: RegionTopology,
+              index: int) -> dict[str, Any]:
+    data = region.data
+    writer = topo.data_primary_region
+    importer = writer.of_kind(HostKind.APP) if writer is not None else []
+    return {
+        "app_port": dep.app.port,
+        "app_health_path": dep.app.health_path,
+        "app_version": dep.app.version,
+        "app_region": region.name,
+        "app_data_dir": region.storage.path,
+        "app_db": None if data is None else {
+            "write_host": data.write.host, "write_port": data.write.port,
+            "read_host": data.read.host, "read_port": data.read.port},
+        "app_import_files": data is not None and index == 0 and bool(importer),
+        "app_import_host": importer[0].name if data is not None and importer else "",
+        "shared_storage_path": region.storage.path,
+        "shared_storage_type": region.storage.type,
+        "shared_storage_source": "" if region.storage.type is StorageType.VOLUME
+        else region.storage.source,
+    }
+
+
+def _db_vars(topo: Topology, dep: Deployment, region: RegionTopology,
+             _index: int) -> dict[str, Any]:
+    data = region.data
+    assert data is not None  # database hosts exist only with a data tier
+    writer = topo.data_primary_region
+    others = [r for r in topo.regions if r.data is not None and r.name != region.name]
+    every_db = [h.address for r in topo.regions for h in r.of_kind(HostKind.DB)]
+    return {
+        "postgresql_cluster": data.cluster,
+        "postgresql_peers": [{"name": h.name, "address": h.address}
+                             for h in region.of_kind(HostKind.DB)],
+        "postgresql_api_port": data.api_port,
+        "postgresql_vip": region.vip,
+        "postgresql_primary": region.data_primary,
+        "postgresql_primary_hosts": [] if writer is None or writer.name == region.name
+        else [h.address for h in writer.of_kind(HostKind.DB)],
+        "postgresql_slot": slot_name(region.name),
+        "postgresql_slots": [slot_name(r.name) for r in others],
+        "postgresql_replication_clients": every_db,
+        "postgresql_app_clients": [h.address for h in region.of_kind(HostKind.LB)],
+    }
 
 
 def region_group(region: str) -> str:
@@ -202,7 +292,6 @@ def _common_vars(topo: Topology, host: Host) -> dict[str, Any]:
             "hadeploy_address": host.address}
 
 
-def inventory_text(topo: Topology, dep: Deployment,
-                   connection: dict[str, str] | None = None) -> str:
+def inventory_text(topo: Topology, dep: Deployment, extra: dict[str, str] | None = None) -> str:
     # JSON is valid YAML: deterministic and needs no YAML dumper.
-    return json.dumps(render_inventory(topo, dep, connection), indent=2, sort_keys=True) + "\n"
+    return json.dumps(render_inventory(topo, dep, extra), indent=2, sort_keys=True) + "\n"

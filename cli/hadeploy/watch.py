@@ -12,15 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from hadeploy.config import Deployment, Standby
+from hadeploy.data import DataState
 from hadeploy.errors import ExitCode, HadeployError
-from hadeploy.history import History, ProbeRow, history_path
+from hadeploy.history import DataRow, History, ProbeRow, history_path
 from hadeploy.quorum import Assessment, HoldDown, LocalVantage, assess
 from hadeploy.state import StateDir, parse_time
-from hadeploy.targets import Runtime
+from hadeploy.targets import DataOps, Runtime
 from hadeploy.topology import Topology
 
 Log = Callable[[str], None]
@@ -72,11 +74,17 @@ class Watcher:
         from hadeploy.failover import region_votes
 
         topo = self.runtime.topology()
-        votes, _ = region_votes(topo, self.dep, local=self.local,
-                                extra=self.runtime.extra_votes)
+        data = self.runtime.region_ops(topo).data
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the database tier, meanwhile
+            observed = pool.submit(data.observe) if data is not None else None
+            votes, _ = region_votes(topo, self.dep, local=self.local,
+                                    extra=self.runtime.extra_votes)
+            states = observed.result() if observed is not None else {}
+        now = time.time()
         history.add(ProbeRow(v.at, v.vantage, v.region, v.ok, v.status, v.latency_ms, v.error)
                     for v in votes)
-        now = time.time()
+        history.add_data(DataRow(now, name, st.role, st.position, st.lag_bytes,
+                                 st.lag_seconds) for name, st in states.items())
         verdicts = {r.name: assess(r.name, votes, self.policy) for r in topo.regions}
         for name, a in verdicts.items():
             self.hold.update(a, now)
@@ -91,7 +99,7 @@ class Watcher:
                     self.to_refence.add(name)
         if self.stats.rounds == 0:
             self.to_refence |= {name for name, a in verdicts.items() if not a.down}
-        self._enforce_fences(topo)
+        self._enforce_fences(topo, unsettled(topo, states))
         self.stats.rounds += 1
         try:
             active = self.read_active(topo)
@@ -112,14 +120,15 @@ class Watcher:
                             f"watch: auto failback, {self.dep.primary.name} healthy for "
                             f"{self.policy.hold_down:.0f} s")
 
-    def _enforce_fences(self, topo: Topology) -> None:
+    def _enforce_fences(self, topo: Topology, unsettled_data: list[str]) -> None:
         """A region fenced while it was unreachable comes back with its own (unfenced)
-        configuration: fence it again before it can take a stray write. Under the
-        deployment lock, like every change of region state; while a failover holds the
-        lock, the re-fence waits for the next round."""
+        configuration: fence it again before it can take a stray write; its database
+        (paused by its boot fence, or running as a primary it no longer is) is settled in
+        its role. Under the deployment lock, like every change of region state; while a
+        failover holds the lock, this waits for the next round."""
         todo = sorted(r for r in self.to_refence if topo.region(r).fenced)
         self.to_refence -= set(self.to_refence) - set(todo)
-        if not todo:
+        if not todo and not unsettled_data:
             return
         try:
             with self.state.lock("watch: re-fence"):
@@ -131,10 +140,29 @@ class Watcher:
                         result = ops.fence(topo.region(region), timeout=5)
                         self.decide(f"re-applied the fence of {region}: {result}",
                                     region=region, action="fence")
+                self._settle_data(topo, ops.data, unsettled_data)
         except HadeployError as exc:
             if exc.code is not ExitCode.LOCKED:
                 raise
-            self.log(f"re-fence of {', '.join(todo)} waits: {exc.message}")
+            self.log(f"re-fence of {', '.join(todo + unsettled_data)} waits: {exc.message}")
+
+    def _settle_data(self, topo: Topology, data: DataOps | None, regions: list[str]) -> None:
+        primary = topo.data_primary_region
+        if data is None or primary is None:
+            return
+        rejoin = set(self.state.region_flags().rejoin)
+        for region in regions:
+            try:
+                result = data.settle(topo.region(region), primary, salvage=region in rejoin)
+            except HadeployError as exc:
+                self.decide(f"the database of {region} could not be settled: {exc.message}",
+                            region=region, action="data")
+                continue
+            if result is not None:
+                self.decide(f"the database of {region}: {result}", region=region,
+                            action="data")
+            if region in rejoin:
+                self.state.set_rejoin(region, False)
 
     def _maybe_fail_over(self, topo: Topology, active: str, verdicts: dict[str, Assessment],
                          now: float) -> None:
@@ -200,3 +228,18 @@ class Watcher:
                 self.decide(f"watch stopped after {self.stats.rounds} rounds, "
                             f"{len(self.stats.failovers)} failover(s)")
         return self.stats
+
+
+def unsettled(topo: Topology, states: dict[str, DataState]) -> list[str]:
+    """Regions whose database is not in its role: the data primary paused (its boot
+    fence), any other region paused or running as a primary."""
+    primary = topo.data_primary_region
+    out = []
+    for name, state in sorted(states.items()):
+        paused = state.view.paused
+        if primary is not None and name == primary.name:
+            if paused:
+                out.append(name)
+        elif paused or state.role == "primary":
+            out.append(name)
+    return out

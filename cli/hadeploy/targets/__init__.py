@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hadeploy.config import Deployment
+    from hadeploy.data import DataState, Slot
     from hadeploy.dns.base import DnsProvider
     from hadeploy.quorum import Vote
     from hadeploy.state import StateDir
@@ -102,12 +103,42 @@ class ApplyReport(Protocol):
         """Lines for humans (rich markup allowed)."""
 
 
+class DataOps(Protocol):
+    """What a target can do with the database tier during a failover (lab and VMs: the
+    regions' Patroni clusters, :class:`hadeploy.data.Clusters`)."""
+
+    def observe(self) -> dict[str, DataState]:
+        """Every region's cluster now: role, leader, positions, lag."""
+
+    def freeze(self, old: RegionTopology) -> int:
+        """Stop writes in the old primary region cleanly; its demotion token."""
+
+    def switch(self, old: RegionTopology, new: RegionTopology, token: int) -> float:
+        """Promote ``new`` once it replayed past ``token``; seconds until it takes writes."""
+
+    def promote(self, new: RegionTopology) -> float:
+        """Promote ``new`` without its source (a crash failover)."""
+
+    def settle(self, region: RegionTopology, primary: RegionTopology, *,
+               salvage: bool, wait: float = 0.0) -> str | None:
+        """Put a region's cluster in its role: resume the data primary if it came back
+        paused; make any other region a standby of ``primary`` (copying diverged data aside
+        first when ``salvage``). What was done, or None if nothing was needed."""
+
+    def slots(self, region: RegionTopology, leader: str) -> list[Slot]:
+        """The replication slots on a region's leader and the WAL each one retains."""
+
+
 class RegionOps(Protocol):
     """What a target can do to one region during a failover (lab: podman + haproxy;
     aws: Auto Scaling + ALB listener rules)."""
 
     # Seconds ``prepare`` may wait for a started standby (lab: 60; aws: instances boot).
     prepare_timeout: float
+
+    @property
+    def data(self) -> DataOps | None:
+        """The database tier's moves; None when the deployment has no database tier."""
 
     def prepare(self, region: RegionTopology, timeout: float) -> list[str]:
         """Make a warm/cold target serve and lift its fence; the actions taken."""

@@ -34,6 +34,7 @@ from hadeploy.config import Deployment
 from hadeploy.health import ProbeResult
 from hadeploy.quorum import LocalVantage, Vote
 from hadeploy.state import StateDir
+from hadeploy.targets import DataOps
 from hadeploy.topology import RegionTopology, Topology
 
 # --- aws.json: what operating an AWS deployment needs, without Pulumi --------------------
@@ -112,6 +113,7 @@ class AwsRegionOps:
     # New instances of a cold region boot, run cloud-init and pass the ALB's health check:
     # minutes, not seconds (the engine reads this; the lab's default is 60 s).
     prepare_timeout = 600.0
+    data: DataOps | None = None  # the aws database tier is not operated by hadeploy yet
 
     def __init__(self, dep: Deployment, state: StateDir, doc: OperateDoc,
                  client_factory: ClientFactory | None = None,

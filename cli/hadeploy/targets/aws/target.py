@@ -188,7 +188,8 @@ class AwsTarget:
             raise StateError(path, f"cannot be trusted: {exc}",
                              "run 'hadeploy up' again to rewrite it") from None
         flags = self.state.region_flags()
-        return topo.with_flags(promoted=flags.names("promoted"), fenced=flags.names("fenced"))
+        return topo.with_flags(promoted=flags.names("promoted"), fenced=flags.names("fenced"),
+                               data_primary=flags.data_primary)
 
     def runtime(self) -> Runtime:
         doc = self._operate()

@@ -1,8 +1,10 @@
 """Lab names and addresses: deterministic, derived from the Deployment alone.
 
-Per region subnet: gateway .1, prober .5, VIP .10, load balancers .11/.12, app hosts
-.21 and up. On the control subnet: the DNS server at .53. Every object is named
-``hd-<deployment>-…`` so that deployments on one machine never collide.
+Per region subnet: gateway .1, prober .5, VIP .10, load balancers .11/.12, database
+hosts .13 to .17, app hosts .21 and up. On the control subnet: the DNS server at .53. Every
+object is named ``hd-<deployment>-…`` so that deployments on one machine never collide.
+The database tier is reached through the region's VIP: port 5432 for the writable primary,
+5433 for any readable member (haproxy chooses by Patroni's health endpoints).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from hadeploy.config import Deployment, Target
 from hadeploy.topology import (
     LB_PRIORITIES,
     DnsEndpoint,
+    Endpoint,
     Host,
     HostKind,
+    RegionData,
     RegionTopology,
     SharedStorage,
     StorageType,
@@ -22,7 +26,8 @@ from hadeploy.topology import (
 )
 
 PROBER_PORT = 9100
-PROBER_OFFSET, VIP_OFFSET, LB_OFFSET, APP_OFFSET, DNS_OFFSET = 5, 10, 11, 21, 53
+PROBER_OFFSET, VIP_OFFSET, LB_OFFSET, DB_OFFSET, APP_OFFSET, DNS_OFFSET = 5, 10, 11, 13, 21, 53
+DB_WRITE_PORT, DB_READ_PORT = 5432, 5433
 ROUTER_ID_BASE = 51
 
 
@@ -71,9 +76,17 @@ def running_app_hosts(hosts: int, standby: str) -> int:
     return {"hot": hosts, "warm": max(1, hosts // 2), "cold": 0}[standby]
 
 
+def cluster_name(deployment: str, region: str) -> str:
+    """The Patroni scope of a region's database cluster."""
+    return f"hd-{deployment}-{region}"
+
+
 def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
-                 fenced: frozenset[str] = frozenset()) -> Topology:
-    """The lab's topology. ``promoted``/``fenced``: region states a failover recorded."""
+                 fenced: frozenset[str] = frozenset(),
+                 data_primary: str | None = None) -> Topology:
+    """The lab's topology. ``promoted``/``fenced``/``data_primary``: region states a
+    failover recorded (``data_primary`` None: the configured primary)."""
+    writer = data_primary or dep.primary.name
     regions = []
     for index, region in enumerate(dep.regions):
         assert region.lab_subnet is not None  # validated for target lab
@@ -83,11 +96,17 @@ def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
         hosts = [Host(host_name(dep.name, region.name, f"lb{i + 1}"),
                       str(base + LB_OFFSET + i), HostKind.LB, region.name)
                  for i in range(len(LB_PRIORITIES))]
+        if dep.data.enabled:
+            hosts += [Host(host_name(dep.name, region.name, f"db{i + 1}"),
+                           str(base + DB_OFFSET + i), HostKind.DB, region.name)
+                      for i in range(dep.data.hosts)]
         hosts += [Host(host_name(dep.name, region.name, f"app{i + 1}"),
                        str(base + APP_OFFSET + i), HostKind.APP, region.name,
                        standby=i >= running)
                   for i in range(region.hosts)]
         vip = str(base + VIP_OFFSET)
+        data = RegionData(cluster_name(dep.name, region.name), Endpoint(vip, DB_WRITE_PORT),
+                          Endpoint(vip, DB_READ_PORT)) if dep.data.enabled else None
         prober = (f"http://{prober_address(region.lab_subnet)}:{PROBER_PORT}/results"
                   if len(dep.regions) > 1 else None)
         regions.append(RegionTopology(
@@ -95,7 +114,8 @@ def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
             url=f"http://{vip}", subnet=region.lab_subnet, router_id=ROUTER_ID_BASE + index,
             storage=SharedStorage(StorageType.VOLUME, volume_name(dep.name, region.name)),
             hosts=tuple(hosts), prober=prober, fenced=region.name in fenced,
-            promoted=region.name in promoted))
+            promoted=region.name in promoted, data=data,
+            data_primary=data is not None and region.name == writer))
     control = ipaddress.IPv4Network(dep.lab.control_subnet)
     dns = DnsEndpoint(str(control.network_address + DNS_OFFSET), 53, dep.dns.zone,
                       dep.dns.record, dep.dns.ttl)

@@ -13,9 +13,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from hadeploy import dbsecrets
+from hadeploy.data import Clusters
 from hadeploy.health import probe
+from hadeploy.targets import DataOps
 from hadeploy.targets.lab import podman
-from hadeploy.topology import HostKind, RegionTopology, Topology
+from hadeploy.topology import Host, HostKind, RegionTopology, Topology
 
 if TYPE_CHECKING:
     from hadeploy.targets.lab.target import LabTarget
@@ -45,6 +48,16 @@ class LabRegionOps:
     def __init__(self, target: LabTarget, topo: Topology) -> None:
         self.target, self.topo = target, topo
         self.dep, self.state = target.dep, target.state
+        self._data: DataOps | None = None
+
+    @property
+    def data(self) -> DataOps | None:
+        """The regions' Patroni clusters (read on first use: the REST password)."""
+        if self._data is None and self.dep.data.enabled:
+            password = dbsecrets.load_passwords(self.state.path)["restapi"]
+            self._data = Clusters(self.topo, password, podman_run,
+                                  observe_timeout=self.dep.failover.probe_timeout)
+        return self._data
 
     def _switch(self, region: RegionTopology, on: bool, timeout: float) -> list[str]:
         """Switch the fencing ACL on every LB of the region; return the failures."""
@@ -98,3 +111,11 @@ class LabRegionOps:
                 return f"{region.name} serving after {time.monotonic() - start:.1f} s"
             time.sleep(0.25)
         return f"{region.name} not fully healthy after {timeout:.0f} s"
+
+
+def podman_run(host: Host, argv: list[str], *, user: str = "root",
+               timeout: float = 60.0) -> tuple[int, str]:
+    """A command on a lab host (as ``user``): exit code and output (stdout + stderr)."""
+    proc = podman.run(["exec", "--user", user, host.name, *argv], check=False,
+                      timeout=timeout)
+    return proc.returncode, (proc.stdout or "") + (proc.stderr or "")

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hadeploy import configure
+from hadeploy import configure, dbsecrets
 from hadeploy.config import Deployment
+from hadeploy.data import DataState
 from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import StateDir, write_if_changed
@@ -57,10 +58,12 @@ def known_hosts_path(state: Path) -> Path:
 
 def connection_vars(state: Path) -> dict[str, str]:
     """Ansible reaches lab hosts like VMs: SSH as root with the deployment's own key, host
-    keys checked strictly against the ones collected from each container at boot."""
+    keys checked strictly against the ones collected from each container at boot. The
+    roles read the database tier's secrets on the controller, from ``hadeploy_db_dir``."""
     return {"ansible_ssh_private_key_file": str(ssh_key_path(state)),
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts_path(state)} "
-                                       "-o StrictHostKeyChecking=yes"}
+                                       "-o StrictHostKeyChecking=yes",
+            "hadeploy_db_dir": str(dbsecrets.db_dir(state))}
 
 
 # --- what exists ---------------------------------------------------------------------------
@@ -84,6 +87,10 @@ class LabLive:
     firewall: set[tuple[str, str]] = field(default_factory=set)
     ssh_key: bool = False
     tsig_key: TsigKey | None = None
+    db_passwords: bool = False
+    db_ca: bool = False
+    db_certs: dict[str, str] = field(default_factory=dict)  # host → digest of its names
+    data: dict[str, DataState] = field(default_factory=dict)  # each region's cluster now
     converged: dict[str, str] = field(default_factory=dict)
     unhealthy: dict[str, list[str]] = field(default_factory=dict)
     dns_answer: list[str] | None = None  # None: the server could not be asked
@@ -107,11 +114,13 @@ class LabReport:
     ansible: dict[str, Any] | None = None
     dns_answer: list[str] = field(default_factory=list)
     dns_changed: bool = False
+    data: list[str] = field(default_factory=list)  # databases put back in their roles
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
         return bool(self.created or self.started or self.recreated or self.stopped
+                    or self.data
                     or self.dns_changed or (self.ansible and self.ansible["changed"]))
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +130,7 @@ class LabReport:
                 "recreated": self.recreated, "stopped": self.stopped,
                 "unmanaged_regions": self.unmanaged_regions,
                 "configured": self.configured, "configure_reason": self.configure_reason,
-                "ansible": self.ansible,
+                "ansible": self.ansible, "data": self.data,
                 "dns": {"record": self.topology.dns.fqdn, "answer": self.dns_answer,
                         "changed": self.dns_changed},
                 "seconds": round(self.seconds, 1)}
@@ -164,7 +173,7 @@ class LabTarget:
     def topology(self) -> Topology:
         flags = self.state.region_flags()
         return naming.lab_topology(self.dep, promoted=flags.names("promoted"),
-                                   fenced=flags.names("fenced"))
+                                   fenced=flags.names("fenced"), data_primary=flags.data_primary)
 
     @property
     def tsig_path(self) -> Path:
@@ -199,6 +208,11 @@ class LabTarget:
                         detail=self.dep.lab.control_subnet)]
         objs.append(self._container(naming.dns_container(name), None, self._dns_args(ref, topo),
                                     detail=f"knotd, {topo.dns.server}"))
+        if self.dep.data.enabled:
+            objs += [Desired("secret", "db-passwords"), Desired("certificate", "db-ca")]
+            objs += [Desired("certificate", h.name, r.name,
+                             spec=dbsecrets.names_digest(*self._cert_names(h, r)))
+                     for r in topo.regions for h in r.of_kind(HostKind.DB)]
         for region in topo.regions:
             objs.append(Desired("network", naming.network_name(name, region.name), region.name,
                                 spec=region.subnet, detail=region.subnet))
@@ -214,6 +228,10 @@ class LabTarget:
                     naming.prober_name(name, region.name), region.name,
                     self._prober_args(region, ref, topo), detail="prober"))
         objs.append(Desired("firewall", f"hadeploy:{name}", spec=json.dumps(self._fw_pairs())))
+        writer = topo.data_primary_region
+        objs += [Desired("database", r.name, r.name, spec="primary" if r.name == writer.name
+                         else f"standby of {writer.name}")
+                 for r in topo.regions if r.data is not None and writer is not None]
         fingerprints = configure.region_fingerprints(topo, self.dep, PLAYBOOK,
                                                      connection_vars(self.state.path))
         objs += [Desired("configuration", r.name, r.name, spec=fingerprints[r.name])
@@ -223,6 +241,12 @@ class LabTarget:
                             detail=f"at {primary.name} ({primary.vip}) unless it names a region"))
         self._desired = objs
         return objs
+
+    @staticmethod
+    def _cert_names(host: Host, region: RegionTopology) -> tuple[list[str], list[str]]:
+        """What a database host's certificate names: clients reach it by its own address
+        (replication, rewind) or through haproxy on the region's VIP (the application)."""
+        return [host.name], [host.address, region.vip]
 
     def _container(self, name: str, region: str | None, args: list[str], *,
                    running: bool = True, detail: str = "") -> Desired:
@@ -298,6 +322,8 @@ class LabTarget:
     def live(self) -> LabLive:
         live = LabLive(ssh_key=ssh_key_path(self.state.path).exists(),
                        tsig_key=self._load_tsig(), converged=self.state.converged())
+        if self.dep.data.enabled:
+            self._observe_secrets(live)
         if shutil.which("podman") is None:
             live.podman = False
             return live
@@ -310,7 +336,23 @@ class LabTarget:
         live.volumes = {v["Name"] for v in podman.volumes(self.dep.name)}
         live.firewall = firewall_pairs(self.dep.name)
         self._observe_health(live)
+        if self.dep.data.enabled:
+            from hadeploy.data import observe
+
+            live.data = observe(self.topology(), timeout=1.0)
         return live
+
+    def _observe_secrets(self, live: LabLive) -> None:
+        state = self.state.path
+        if dbsecrets.passwords_path(state).exists():
+            dbsecrets.load_passwords(state)  # refuses a file that cannot be used
+            live.db_passwords = True
+        live.db_ca = dbsecrets.ca_path(state).exists()
+        for region in self.topology().regions:
+            for host in region.of_kind(HostKind.DB):
+                names = dbsecrets.cert_names(dbsecrets.cert_path(state, host.name))
+                if names is not None and dbsecrets.key_path(state, host.name).exists():
+                    live.db_certs[host.name] = dbsecrets.names_digest(*names)
 
     def _observe_health(self, live: LabLive) -> None:
         """Hosts that run and should serve but do not answer healthy; the DNS answer."""
@@ -341,13 +383,17 @@ class LabTarget:
         if not live.podman:
             plan.notes.append("podman is not installed: every object would be created")
         topo = self.topology()
-        hosts = {h.name for r in topo.regions for h in r.hosts}
+        hosts = {h.name: h for r in topo.regions for h in r.hosts}
         touched: set[str] = set()  # regions with a host created or (re)started: configure
+        restarted_db: set[str] = set()  # regions whose database hosts start again
         for want in desired:
-            for change in self._diff_one(want, live, topo, touched, converge):
+            for change in self._diff_one(want, live, topo, touched, converge, restarted_db):
                 plan.changes.append(change)
-                if change.name in hosts and change.action != "stop" and change.region:
+                host = hosts.get(change.name)
+                if host is not None and change.action != "stop" and change.region:
                     touched.add(change.region)
+                    if host.kind is HostKind.DB and change.action in ("start", "recreate"):
+                        restarted_db.add(change.region)
         wanted = {d.name for d in desired if d.kind == "container"}
         plan.notes += [f"region '{r}' exists but is not in the desired state; left alone by "
                        "'up'" for r in unmanaged_regions(live.containers, wanted)]
@@ -359,9 +405,13 @@ class LabTarget:
         return plan
 
     def _diff_one(self, want: Desired, live: LabLive, topo: Topology, touched: set[str],
-                  converge: bool) -> list[Change]:
+                  converge: bool, restarted_db: set[str]) -> list[Change]:
         if want.kind == "container":
             return self._diff_container(want, live)
+        if want.kind == "database":
+            reason = self._settle_reason(want, live, topo, restarted_db)
+            return [Change("settle", "database", want.name, want.name, reason)] if reason \
+                else []
         if want.kind == "configuration":
             reason = self._configure_reason(want, live, touched, converge)
             return [Change("configure", want.kind, want.name, want.name, reason)] if reason \
@@ -371,20 +421,33 @@ class LabTarget:
                 topo.region_of_address(a) for a in live.dns_answer)
             return [] if names_region else [Change("point", "record", want.name,
                                                    detail=want.detail)]
-        missing = {"image": not live.image,
-                   "key": not (live.ssh_key if want.name == "ssh" else live.tsig_key),
-                   "network": want.name not in live.networks,
-                   "volume": want.name not in live.volumes}
-        if want.kind in missing:
-            action = "build" if want.kind == "image" else "create"
-            detail = "debootstrap, about 100 s, once" if want.kind == "image" else want.detail
-            return [Change(action, want.kind, want.name, want.region, detail)] \
-                if missing[want.kind] else []
+        return self._diff_material(want, live)
+
+    @staticmethod
+    def _diff_material(want: Desired, live: LabLive) -> list[Change]:
+        """Things that exist or not: the image, keys, secrets, certificates, networks,
+        volumes, the firewall rules."""
+        if want.kind == "certificate" and want.region is not None:
+            have = live.db_certs.get(want.name)
+            return [] if have == want.spec else [Change(
+                "create" if have is None else "recreate", "certificate", want.name,
+                want.region, "database server certificate")]
         if want.kind == "firewall":
             absent = [p for p in json.loads(want.spec) if tuple(p) not in live.firewall]
             return [Change("create", "firewall", want.name, detail=f"{len(absent)} nat rule(s)")
                     ] if absent else []
-        raise AssertionError(f"unknown desired kind {want.kind}")
+        missing = {"image": not live.image,
+                   "key": not (live.ssh_key if want.name == "ssh" else live.tsig_key),
+                   "secret": not live.db_passwords, "certificate": not live.db_ca,
+                   "network": want.name not in live.networks,
+                   "volume": want.name not in live.volumes}
+        if want.kind not in missing:
+            raise AssertionError(f"unknown desired kind {want.kind}")
+        if not missing[want.kind]:
+            return []
+        action = "build" if want.kind == "image" else "create"
+        detail = "debootstrap, about 100 s, once" if want.kind == "image" else want.detail
+        return [Change(action, want.kind, want.name, want.region, detail)]
 
     @staticmethod
     def _diff_container(want: Desired, live: LabLive) -> list[Change]:
@@ -399,6 +462,24 @@ class LabTarget:
         if not want.running and have.state == "running":
             return [Change("stop", "container", want.name, want.region, "standby")]
         return []
+
+    def _settle_reason(self, want: Desired, live: LabLive, topo: Topology,
+                       restarted_db: set[str]) -> str:
+        """Why a region's database must be put back in its role (``want.spec``), if so."""
+        from hadeploy.watch import unsettled
+
+        region = want.name
+        rejoin = " (a copy of what it wrote after the failover is kept first)" \
+            if region in self.state.region_flags().rejoin else ""
+        if region in unsettled(topo, {k: v for k, v in live.data.items() if k == region}):
+            return f"it is not {want.spec}: make it {want.spec}{rejoin}"
+        if region in restarted_db and region in live.data and live.data[region].role != "down":
+            return f"its hosts restart: keep it {want.spec}{rejoin}"
+        if rejoin and region in live.data and live.data[region].role in ("down", "unknown"):
+            # Back from a crash failover, but Patroni does not answer yet (hosts booting):
+            # settling waits for it, so Ansible never finds the region still paused.
+            return f"it is back from a crash failover: make it {want.spec}{rejoin}"
+        return ""
 
     @staticmethod
     def _configure_reason(want: Desired, live: LabLive, touched: set[str],
@@ -451,8 +532,9 @@ class LabTarget:
             {n: LiveContainer(None, "", r) for n, r in container_regions(self.dep.name).items()},
             {d.name for d in desired.values() if d.kind == "container"})
         for change in plan.changes:
-            if change.kind in ("image", "key", "network", "volume") or (
-                    change.kind == "container" and change.region is None):
+            if change.kind in ("image", "key", "secret", "certificate", "network",
+                               "volume") or (change.kind == "container"
+                                             and change.region is None):
                 self._apply_base(change, topo, report)
         self._write_prober_configs(topo)
         containers = [c for c in plan.of("create", "recreate", "start", kind="container")
@@ -468,6 +550,7 @@ class LabTarget:
         states = container_states(self.dep.name)
         self._collect_host_keys([h for r in topo.regions for h in r.hosts
                                  if states.get(h.name) == "running"], refresh=set(booting))
+        self._settle(plan.of("settle"), topo, report)
         self._configure(plan.of("configure"), topo, report, hooks)
         standby = [h for r in topo.regions for h in r.hosts if h.standby]
         report.stopped = [f"container {n}" for n in self.set_running(standby, False)]
@@ -486,6 +569,15 @@ class LabTarget:
             TsigKey.generate(knot.key_name(self.dep)).save(self.tsig_path)
             self._desired = None  # the DNS server's spec depends on the key
             self.desired()
+        elif kind == "secret":
+            dbsecrets.ensure_passwords(self.state.path)
+        elif kind == "certificate" and change.region is None:
+            dbsecrets.ensure_ca(self.state.path, self.dep.name)
+        elif kind == "certificate":
+            assert change.region is not None  # a host's certificate
+            region = topo.region(change.region)
+            host = next(h for h in region.hosts if h.name == name)
+            dbsecrets.ensure_server_cert(self.state.path, name, *self._cert_names(host, region))
         elif kind == "network":
             subnet = change.detail
             self._create_network(name, subnet)
@@ -564,6 +656,33 @@ class LabTarget:
                                check=True, capture_output=True)
                 added += 1
         return added
+
+    def _settle(self, changes: list[Change], topo: Topology, report: LabReport) -> None:
+        """Put regions' databases back in their roles (a boot fence paused them, or a
+        deposed primary came back writable): before Ansible, whose app checks read them."""
+        primary = topo.data_primary_region
+        if not changes or primary is None:
+            return
+        from hadeploy.targets.lab.ops import LabRegionOps
+
+        data = LabRegionOps(self, topo).data
+        assert data is not None  # a database change exists only with a database tier
+        rejoin = set(self.state.region_flags().rejoin)
+        for change in changes:
+            region = topo.region(change.name)
+            done = data.settle(region, primary, salvage=region.name in rejoin, wait=60.0)
+            if done is None and region.name in rejoin \
+                    and not data.observe()[region.name].view.reachable:
+                raise HadeployError(
+                    f"{region.name}'s database hosts did not answer within 60 s, so its "
+                    f"cluster could not rejoin as a standby of {primary.name}",
+                    hint="see 'hadeploy status'; once Patroni answers on those hosts, run "
+                    "'hadeploy up' again (the region stays marked for rejoin)",
+                    code=ExitCode.FAILED)
+            report.data.append(f"database of {region.name}: {done or 'already in its role'}")
+            self.log(report.data[-1])
+            if region.name in rejoin:
+                self.state.set_rejoin(region.name, False)
 
     def _configure(self, changes: list[Change], topo: Topology, report: LabReport,
                    hooks: ApplyHooks) -> None:
@@ -675,9 +794,11 @@ class LabTarget:
 
         def status(timeout: float) -> StatusDoc:
             topo = self.topology()
+            data = LabRegionOps(self, topo).data if self.dep.data.enabled else None
             return collect(topo, self.dep, self.state.path, timeout=timeout,
                            dns=self.dns_provider(topo),
-                           container_states=container_states(self.dep.name))
+                           container_states=container_states(self.dep.name),
+                           slots=data.slots if data is not None else None)
 
         return Runtime(topology=self.topology, dns=self.dns_provider,
                        region_ops=lambda topo: LabRegionOps(self, topo), status=status)
