@@ -36,6 +36,7 @@ regions:
   - {{name: north, role: secondary, hosts: 1, standby: cold, lab_subnet: 10.94.3.0/24}}
 failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 2,
            hold_down: 5, min_interval: 0}}
+data: {{enabled: false}}  # the failover engine alone; data moves are test_data_lab's
 lab: {{control_subnet: 10.94.0.0/24}}
 """
 

@@ -31,6 +31,7 @@ dns: {{zone: hdtest.test, record: app, ttl: 2}}
 regions:
   - {{name: east, role: primary, hosts: 2, lab_subnet: 10.92.1.0/24}}
   - {{name: west, role: secondary, hosts: 2, lab_subnet: 10.92.2.0/24}}
+data: {{hosts: 1}}
 lab: {{control_subnet: 10.92.0.0/24}}
 """
 NORTH = "  - {name: north, role: secondary, hosts: 2, standby: warm, lab_subnet: 10.92.3.0/24}\n"
@@ -117,7 +118,8 @@ class Loop:
                 want = 200
             resp = conn.getresponse()
             resp.read()
-            if resp.status != want:
+            # POST is idempotent by id: 200 "existing" answers a retry of a stored item
+            if resp.status != want and not (want == 201 and resp.status == 200):
                 raise RuntimeError(f"HTTP {resp.status}")
             self.ok += 1
         except Exception as exc:
@@ -204,10 +206,10 @@ def test_up_builds_two_regions(lab, measurements):
     measurements["cold up, 2 regions x 2 app hosts (s)"] = round(time.monotonic() - start, 1)
     assert cmdlines.samples > 10 and cmdlines.hits == [], "a secret on a command line"
     assert doc["changed"] and doc["configured"]
-    assert doc["ansible"]["failures"] == [] and len(doc["ansible"]["hosts"]) == 8
+    assert doc["ansible"]["failures"] == [] and len(doc["ansible"]["hosts"]) == 10
     assert doc["dns"]["answer"] == [EAST_VIP]
     objs = lab_objects()
-    assert len(objs["containers"]) == 11  # 2 x (2 lb + 2 app + prober) + dns
+    assert len(objs["containers"]) == 13  # 2 x (2 lb + 2 app + db + prober) + dns
     assert len(objs["networks"]) == 3 and len(objs["volumes"]) == 2 and objs["rules"]
 
 
@@ -224,7 +226,7 @@ def test_status_json_contract(lab):
         assert region["lb_master"] in {f"hd-{NAME}-{region['name']}-lb1",
                                        f"hd-{NAME}-{region['name']}-lb2"}
         kinds = sorted(h["kind"] for h in region["hosts"])
-        assert kinds == ["app", "app", "lb", "lb"]
+        assert kinds == ["app", "app", "db", "lb", "lb"]
         assert all(h["healthy"] and h["container"] == "running" for h in region["hosts"])
     assert doc["regions"][0]["role"] == "primary" and doc["regions"][1]["role"] == "secondary"
     human = lab.cli("status")
@@ -270,19 +272,26 @@ def test_secrets_of_the_environment_land_nowhere_in_the_state(lab):
     assert found == []
 
 
-@pytest.mark.parametrize("vip,region", [(EAST_VIP, "east"), (WEST_VIP, "west")])
-def test_items_are_durable_and_shared_within_a_region(lab, vip, region):
-    item_id = f"it-{region}-{uuid.uuid4().hex[:8]}"
-    status, body = post_json(vip, "/items", {"id": item_id, "sku": "X1"})
-    assert status == 201 and body["region"] == region
-    served_by = set()
-    for _ in range(6):  # round robin: both app hosts read the shared volume
-        status, item, _ = get_json(vip, f"/items/{item_id}")
-        assert status == 200 and item["sku"] == "X1"
-        served_by.add(item["served_by"])
-    assert served_by == {f"hd-{NAME}-{region}-app1", f"hd-{NAME}-{region}-app2"}
-    status, root, headers = get_json(vip, "/")
-    assert root["region"] == region and "x-hadeploy-lb" in headers
+def test_items_written_in_the_active_region_are_served_by_every_app_host(lab):
+    """The database tier (one host per region here): east takes the write, every app host
+    of east and of west (its standby cluster replays it) serves it; west refuses writes."""
+    item_id = f"it-{uuid.uuid4().hex[:8]}"
+    status, body = post_json(EAST_VIP, "/items", {"id": item_id, "sku": "X1"})
+    assert status == 201 and body["region"] == "east"
+    for vip, region in ((EAST_VIP, "east"), (WEST_VIP, "west")):
+        served_by, deadline = set(), time.time() + 10
+        while len(served_by) < 2 and time.time() < deadline:  # round robin over 2 hosts
+            status, item, _ = get_json(vip, f"/items/{item_id}")
+            if status == 200:
+                assert item["sku"] == "X1"
+                served_by.add(item["served_by"])
+            else:
+                time.sleep(0.2)  # west replays asynchronously
+        assert served_by == {f"hd-{NAME}-{region}-app1", f"hd-{NAME}-{region}-app2"}
+        status, root, headers = get_json(vip, "/")
+        assert root["region"] == region and "x-hadeploy-lb" in headers
+    status, body = post_json(WEST_VIP, "/items", {"id": item_id + "-w"})
+    assert status == 503 and "read-only region" in body["error"]
 
 
 def test_killing_an_app_host_costs_no_request(lab, measurements):
@@ -317,7 +326,11 @@ def test_killing_the_master_lb_moves_the_vip(lab, measurements):
         f"{gets.failed}/{gets.ok + gets.failed} (last failure {window:.2f} s after the kill)")
     after = json.loads(lab.cli("status", "--json").out)["regions"][0]["lb_master"]
     assert after is not None and after != before
-    assert gets.failed <= 10, gets.errors
+    # Requests fail only while the VIP moves: until the backup's gratuitous ARP is taken
+    # (the killed container's network namespace answers with resets until podman removes
+    # it, a lab artifact a dead machine does not have), then never again.
+    assert gets.fail_times and gets.fail_times[-1] - killed_at < 4.0, gets.errors
+    assert all(t >= killed_at for t in gets.fail_times), "no failure before the kill"
 
 
 def test_up_repairs_then_second_up_changes_nothing(lab, measurements):
@@ -325,7 +338,7 @@ def test_up_repairs_then_second_up_changes_nothing(lab, measurements):
     assert doc["changed"] and sorted(doc["started"]) == sorted(lab.killed)
     assert doc["created"] == [] and doc["recreated"] == []
     assert doc["configured"] and set(doc["ansible"]["hosts"]) <= {
-        f"hd-{NAME}-east-{h}" for h in ("lb1", "lb2", "app1", "app2")}
+        f"hd-{NAME}-east-{h}" for h in ("lb1", "lb2", "app1", "app2", "db1")}
     start = time.monotonic()
     doc = lab.json("up")
     measurements["unchanged re-run of up (s)"] = round(time.monotonic() - start, 1)
@@ -335,7 +348,7 @@ def test_up_repairs_then_second_up_changes_nothing(lab, measurements):
 
 def test_converge_again_reports_changed_zero(lab, measurements):
     doc = lab.json("up", "--converge")
-    measurements["second Ansible run over 8 hosts (s)"] = doc["ansible"]["seconds"]
+    measurements["second Ansible run over 10 hosts (s)"] = doc["ansible"]["seconds"]
     assert doc["configured"] and doc["ansible"]["failures"] == []
     assert doc["ansible"]["changed"] == 0, doc["ansible"]["hosts"]
 
@@ -346,14 +359,17 @@ def test_plan_after_up_has_no_changes(lab):
 
 
 def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
-    """A warm and a cold region join: the plan names only them (plus the probers of the
-    other regions, which now probe them too, and the firewall rules between subnets); 'up'
-    applies exactly that plan."""
-    (lab.workdir / "hadeploy.yaml").write_text(CONFIG.replace("lab: ", NORTH + SOUTH + "lab: "))
+    """A warm and a cold region join: the plan names them, the probers of the other regions
+    (which now probe them too), the firewall rules between subnets and the other regions'
+    configuration (their databases keep a replication slot for, and accept replication from,
+    the new regions' database hosts); 'up' applies exactly that plan, and on the existing
+    regions only the database hosts change."""
+    (lab.workdir / "hadeploy.yaml").write_text(CONFIG.replace("data: ", NORTH + SOUTH + "data: "))
     plan = lab.json("plan")
     new = ("north", "south")
     others = {f"recreate container hd-{NAME}-{r}-probe (its specification changed)"
-              for r in ("east", "west")}
+              for r in ("east", "west")} | {
+        f"configure configuration {r} (configuration changed)" for r in ("east", "west")}
     unexpected = [c for c in plan["changes"] if not any(r in c for r in new)
                   and c not in others and not c.startswith("create firewall")]
     assert plan["changes"] and unexpected == [], plan["changes"]
@@ -364,15 +380,23 @@ def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
                                         f"container hd-{NAME}-west-probe"]
     created = [c for c in doc["created"] if not c.endswith("firewall rule(s)")]
     assert created and all(any(r in c for r in new) for c in created), created
-    assert set(doc["ansible"]["hosts"]) == {f"hd-{NAME}-{r}-{h}" for r in new
-                                            for h in ("lb1", "lb2", "app1")} | {
-        f"hd-{NAME}-north-app2"}
+    hosts = doc["ansible"]["hosts"]
+    assert set(hosts) == {f"hd-{NAME}-{r}-{h}" for r in new for h in ("lb1", "lb2", "app1",
+                                                                       "db1")} | {
+        f"hd-{NAME}-north-app2"} | {f"hd-{NAME}-{r}-{h}" for r in ("east", "west")
+                                    for h in ("lb1", "lb2", "app1", "app2", "db1")}
+    touched = {h for h, stats in hosts.items() if stats["changed"]
+               and not any(r in h for r in new)}
+    assert touched == {f"hd-{NAME}-east-db1", f"hd-{NAME}-west-db1"}, hosts
     # standby hosts were configured, then stopped again: north keeps 1 of 2, south none
     assert sorted(doc["stopped"]) == [f"container hd-{NAME}-north-app2",
                                       f"container hd-{NAME}-south-app1"]
     assert doc["dns"]["answer"] == [EAST_VIP] and doc["dns"]["changed"] is False
     status, root, _ = get_json(NORTH_VIP, "/")
     assert status == 200 and root["region"] == "north"
+    data = {r["name"]: r["data"] for r in lab.json("status")["regions"]}
+    assert {r: d["role"] for r, d in data.items()} == {
+        "east": "primary", "west": "standby", "north": "standby", "south": "standby"}
 
 
 def state_snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:

@@ -67,8 +67,12 @@ def test_post_without_id_gets_one_and_same_id_is_idempotent(server):
     status, body = call(url + "/items", {"x": 1})
     assert status == 201 and len(body["id"]) == 32
     assert call(url + "/items", {"id": "a", "v": 1})[0] == 201
-    assert call(url + "/items", {"id": "a", "v": 1})[0] == 201
+    again = call(url + "/items", {"id": "a", "v": 2})  # a retry: the first write stands
+    assert again[0] == 200 and again[1]["existing"] is True
     assert len(list((cfg.data_dir / "items").glob("a.json"))) == 1
+    assert call(url + "/items/a")[1]["v"] == 1
+    status, summary = call(url + "/items")
+    assert status == 200 and summary["count"] == 2 and len(summary["digest"]) == 32
 
 
 @pytest.mark.parametrize("raw,code", [(b"{nope", 400), (b"[1,2]", 400),
@@ -91,3 +95,46 @@ def test_healthz_503_when_storage_is_not_writable(server):
     status, body = call(url + "/healthz")
     assert status == 503 and body["status"] == "unhealthy"
     assert call(url + "/items", {"id": "b"})[0] == 503
+
+
+def test_items_on_shared_storage_move_into_a_database_once(server, tmp_path, capsys):
+    """Upgrading a deployment built before its database tier: every item file is exported
+    once, imported idempotently, the files stay, and the marker stops a second export."""
+    base, cfg = server
+    for n in range(3):
+        assert call(f"{base}/items", {"id": f"old-{n}", "v": n})[0] == 201
+    (cfg.data_dir / "items" / "junk.json").write_text("{not json")
+    (cfg.data_dir / "items" / "bad id!.json").write_text("{}")
+    env_file = tmp_path / "app.env"
+    env_file.write_text(f"# managed\nHADEPLOY_REGION=east\nHADEPLOY_DATA_DIR={cfg.data_dir}\n")
+    capsys.readouterr()  # the server's access log
+
+    assert app.main(["--env-file", str(env_file), "export-files"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["old-0", "old-1", "old-2"]
+    assert all(json.loads(line)["region"] == "east" for line in lines)
+    assert "junk.json" in err and "bad id!.json" in err
+
+    target = app.ItemStore(tmp_path / "db")  # same put() contract as the database store
+    target.ensure_dir()
+    assert target.put("old-1", {"id": "old-1", "v": "kept"}) is True
+    assert app.import_items(target, [*lines, ""]) == {"imported": 2, "existing": 1}
+    assert target.get("old-0") == {"id": "old-0", "v": 0}
+    assert target.get("old-1") == {"id": "old-1", "v": "kept"}  # never overwritten
+    assert app.import_items(target, lines) == {"imported": 0, "existing": 3}
+
+    assert app.main(["--env-file", str(env_file), "mark-imported", '{"imported": 2}']) == 0
+    assert app.main(["--env-file", str(env_file), "export-files"]) == 0
+    assert capsys.readouterr().out == ""
+    assert (cfg.data_dir / "items" / "old-0.json").exists()  # the files are kept
+
+
+def test_one_shot_commands_refuse_bad_usage(tmp_path, capsys):
+    env_file = tmp_path / "app.env"
+    env_file.write_text(f"HADEPLOY_DATA_DIR={tmp_path}\n")
+    assert app.main(["--env-file", str(env_file), "import-items"]) == 2  # no database
+    assert "no database" in capsys.readouterr().err
+    assert app.main(["--env-file", str(env_file), "frobnicate"]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert app.main(["--env-file", str(env_file), "export-files"]) == 0  # no items dir

@@ -100,8 +100,23 @@ def _aws_config(cli, tmp_path: Path, with_section: bool) -> Path:
     text = cfg.read_text().replace("target: lab", "target: aws")
     text = text.replace("# aws_region: us-east-1", "aws_region: us-east-1")
     text = text.replace("# aws_region: eu-west-1", "aws_region: eu-west-1")
+    text = text.replace("  enabled: true", "  enabled: false")  # no aws database tier yet
     cfg.write_text(text + (AWS_SECTION if with_section else ""))
     return cfg
+
+
+def test_aws_target_refuses_a_database_tier_it_does_not_have(cli, tmp_path: Path):
+    cfg = _aws_config(cli, tmp_path, with_section=True)
+    cfg.write_text(cfg.read_text().replace("  enabled: false", "  enabled: true"))
+    r = cli("plan", "--config", str(cfg))
+    assert r.rc == 2, r.err
+    assert "data.enabled" in r.err and "no database tier" in r.err and "fix:" in r.err
+    _no_traceback(r)
+    cfg.write_text("\n".join(line for line in cfg.read_text().splitlines()
+                             if not line.startswith(("data:", "  enabled:", "  hosts: 3",
+                                                     "  replication:", "  rpo_budget:"))))
+    r = cli("plan", "--config", str(cfg), env={"PATH": "/usr/bin:/bin"})
+    assert r.rc == 6 and "data" not in r.err, r.err  # no data: section: stateless, accepted
 
 
 def test_aws_target_needs_its_aws_section(cli, tmp_path: Path):

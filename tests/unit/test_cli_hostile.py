@@ -75,9 +75,12 @@ def hd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
 
 def built(tmp_path: Path, name: str = "demo") -> StateDir:
     """A state directory as a successful lab 'up' leaves it (without the containers)."""
+    from hadeploy import dbsecrets
+
     state = StateDir(tmp_path / "state" / name)
     state.save_deployment(config.from_regions(["east", "west"], name=name))
     TsigKey.generate(f"hadeploy-{name}").save(state.path / "dns" / "tsig.json")
+    dbsecrets.ensure_passwords(state.path)
     return state
 
 

@@ -35,8 +35,10 @@ def test_adding_a_region_keeps_existing_subnets():
 
 def test_aws_target_is_a_valid_value():
     aws = yaml.safe_load(config.EXAMPLE_AWS)["aws"]
-    dep = config.parse({**GOOD, "target": "aws", "aws": aws})
+    dep = config.parse({**GOOD, "target": "aws", "aws": aws, "data": {"enabled": False}})
     assert dep.target is config.Target.AWS
+    assert not config.parse({**{k: v for k, v in GOOD.items() if k != "data"},
+                             "target": "aws", "aws": aws}).data.enabled  # stateless on aws
 
 
 def _with(path: str, value, base=None):
@@ -88,6 +90,11 @@ BAD = {
     "no regions": (_with("regions", []), "regions", "at least"),
     "bad aws region": (_with("regions.0.aws_region", "mars-1"), "regions[0].aws_region",
                        "AWS region"),
+    "sync replication": (_with("data", {"replication": "sync"}), "data.replication",
+                         "not supported yet"),
+    "bad replication": (_with("data", {"replication": "semi"}), "data.replication",
+                        "use 'async'"),
+    "too many db hosts": (_with("data", {"hosts": 9}), "data.hosts", "less than or equal"),
 }
 
 
@@ -282,8 +289,12 @@ REFUSED = {
                                   "aws.health_checker_regions", "more than once"),
     "aws section on target lab": (_with("aws", GOOD_AWS["aws"]), "hadeploy.yaml: aws:",
                                   "set target: aws"),
-    "target aws without aws section": (_with("target", "aws"), "hadeploy.yaml: aws:",
-                                       "aws:"),
+    "target aws without aws section": (_with("target", "aws",
+                                             {**GOOD, "data": {"enabled": False}}),
+                                       "hadeploy.yaml: aws:", "aws:"),
+    "a database tier on target aws": (_with("target", "aws", GOOD_AWS | {"data": {}}),
+                                      "hadeploy.yaml: data.enabled: the aws target has no "
+                                      "database tier", "enabled: false"),
     "dns.provider is no setting": (_with("dns.provider", "route53"), "dns.provider",
                                    "follows the target"),
     "dns.provider rfc2136": (_with("dns.provider", "rfc2136"), "dns.provider", "RFC 2136"),
@@ -382,7 +393,7 @@ BOMB = ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
 FILES = {
     # case: (file content, words in the message, the line it must name or None)
     "duplicate top-level key": (config.EXAMPLE + "name: other\n", "duplicate key 'name'",
-                                "line 43"),
+                                f"line {config.EXAMPLE.count(chr(10)) + 1}"),
     "duplicate nested key": (config.EXAMPLE.replace("  ttl: 5 ", "  ttl: 5\n  ttl: 6 "),
                              "duplicate key 'ttl' (first on line 10)", "line 11"),
     "duplicate key in a list item": (config.EXAMPLE.replace(
@@ -400,7 +411,7 @@ FILES = {
     "deep block nesting": ("".join("  " * i + f"k{i}:\n" for i in range(80)) + "  " * 80
                            + "v\n", "deeper than 50", "line 50"),
     "two documents": (config.EXAMPLE + "---\nname: x\n", "more than one YAML document",
-                      "line 43"),
+                      f"line {config.EXAMPLE.count(chr(10)) + 1}"),
     "huge integer (base 60)": ("name: " + "1:" * 20_000 + "1\n", "number of more than",
                                "line 1"),
     "bad date": ("name: 2001-13-45\n", "invalid value", "line 1"),

@@ -25,6 +25,8 @@ from hadeploy import config
 from hadeploy.errors import ExitCode, HadeployError
 from tests.conftest import run_cli
 
+_END = config.EXAMPLE.count("\n") + 1  # the first line after the example
+
 MAX_ERROR = 4096
 BASES = {"lab": yaml.safe_load(config.EXAMPLE), "aws": yaml.safe_load(config.EXAMPLE_AWS)}
 FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None,
@@ -355,11 +357,11 @@ def _bomb() -> str:
 CORPUS: dict[str, tuple[Any, str]] = {
     "alias bomb": (_bomb(), "line 5: the document expands to more than 10000 values"),
     "deep nesting": (config.EXAMPLE + "x: " + "[" * 20_000 + "]" * 20_000 + "\n",
-                     "line 43: nesting deeper than 50 levels"),
+                     f"line {_END}: nesting deeper than 50 levels"),
     "duplicate keys": (config.EXAMPLE.replace("  ttl: 5 ", "  ttl: 5\n  ttl: 6 "),
                        "line 11: duplicate key 'ttl' (first on line 10)"),
     "duplicate top-level key": (config.EXAMPLE + "target: aws\n",
-                                "line 43: duplicate key 'target' (first on line 5)"),
+                                f"line {_END}: duplicate key 'target' (first on line 5)"),
     "binary": (bytes(range(256)) * 16, "is not UTF-8 text"),
     "2 MB": (config.EXAMPLE + "#" + "x" * (2 * 1024 * 1024) + "\n", "is larger than 1024 KiB"),
     "newline in the zone": (config.EXAMPLE.replace("zone: hadeploy.test", 'zone: "evil\\n.test"'),

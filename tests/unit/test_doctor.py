@@ -396,7 +396,9 @@ def test_target_defaults_to_the_configs(monkeypatch, tmp_path):
                         lambda target, **kw: seen.append(target) or [])
     monkeypatch.chdir(tmp_path)
     (tmp_path / "hadeploy.yaml").write_text(
-        config.EXAMPLE.replace("target: lab", "target: aws") + AWS_SECTION)
+        config.EXAMPLE.replace("target: lab", "target: aws").replace("  enabled: true",
+                                                                      "  enabled: false")
+        + AWS_SECTION)
     runner = CliRunner()
     assert runner.invoke(app, ["doctor"]).exit_code == 0
     assert runner.invoke(app, ["doctor", "--target", "lab"]).exit_code == 0

@@ -55,6 +55,7 @@ class FakeDns:
 
 class FakeOps:
     prepare_timeout = 60.0
+    data = None  # a deployment without a database tier (the data moves: test_data_moves.py)
 
     def __init__(self, recorder: Recorder, state: StateDir | None = None) -> None:
         self.log, self.state = recorder, state

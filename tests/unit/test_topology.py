@@ -33,9 +33,10 @@ def test_inventory_groups_and_role_variables():
     topo = lab_topology(GOOD)
     inv = render_inventory(topo, GOOD)["all"]
     children = inv["children"]
-    assert set(children) == {"lb", "app", "region_east", "region_west"}
+    assert set(children) == {"lb", "app", "db", "region_east", "region_west"}
     assert sorted(children["region_east"]["hosts"]) == [
-        "hd-demo-east-app1", "hd-demo-east-app2", "hd-demo-east-lb1", "hd-demo-east-lb2"]
+        "hd-demo-east-app1", "hd-demo-east-app2", "hd-demo-east-db1", "hd-demo-east-db2",
+        "hd-demo-east-db3", "hd-demo-east-lb1", "hd-demo-east-lb2"]
     lb1 = children["lb"]["hosts"]["hd-demo-east-lb1"]
     lb2 = children["lb"]["hosts"]["hd-demo-east-lb2"]
     assert lb1["keepalived_vip"] == "10.91.1.10" and lb1["keepalived_priority"] > lb2[
@@ -60,7 +61,8 @@ def test_every_inventory_variable_is_declared_by_a_role():
             declared |= set(entry.get("options", {}))
     inv = render_inventory(lab_topology(GOOD), GOOD)["all"]
     used = set()
-    for group in ("lb", "app"):
+    for group in ("lb", "app", "db"):
+        assert inv["children"][group]["hosts"], group
         for hostvars in inv["children"][group]["hosts"].values():
             used |= {k for k in hostvars if not k.startswith("hadeploy_")}
     assert used - declared == set()
@@ -74,9 +76,12 @@ def test_inventory_is_deterministic():
     json.loads(inventory_text(topo, GOOD))
 
 
-def test_region_fingerprints_are_independent():
-    dep2 = config.from_regions(["east", "west"])
-    dep3 = config.from_regions(["east", "west", "north"])
+def test_region_fingerprints_are_independent_without_a_data_tier():
+    def stateless(names: list[str]) -> config.Deployment:
+        dep = config.from_regions(names)
+        return config.parse({**dep.model_dump(mode="json"), "data": {"enabled": False}})
+
+    dep2, dep3 = stateless(["east", "west"]), stateless(["east", "west", "north"])
     fp2 = configure.region_fingerprints(lab_topology(dep2), dep2, "site.yml")
     fp3 = configure.region_fingerprints(lab_topology(dep3), dep3, "site.yml")
     assert fp2["east"] == fp3["east"] and fp2["west"] == fp3["west"]
@@ -85,6 +90,33 @@ def test_region_fingerprints_are_independent():
                                        dep2.regions[1].model_dump(mode="json")]})
     fpb = configure.region_fingerprints(lab_topology(bigger), bigger, "site.yml")
     assert fpb["east"] != fp2["east"] and fpb["west"] == fp2["west"]
+
+
+def test_a_new_region_reconfigures_the_others_only_for_replication():
+    """With a data tier, a new region needs a slot and replication access on the others'
+    database clusters: only their database hosts' variables change."""
+    dep2 = config.from_regions(["east", "west"])
+    dep3 = config.from_regions(["east", "west", "north"])
+    inv2 = render_inventory(lab_topology(dep2), dep2)["all"]["children"]
+    inv3 = render_inventory(lab_topology(dep3), dep3)["all"]["children"]
+    for group in ("lb", "app"):
+        for name, hostvars in inv2[group]["hosts"].items():
+            assert inv3[group]["hosts"][name] == hostvars, name
+    east2, east3 = inv2["db"]["hosts"]["hd-demo-east-db1"], inv3["db"]["hosts"][
+        "hd-demo-east-db1"]
+    changed = {k for k in east3 if east3[k] != east2.get(k)}
+    assert changed == {"postgresql_slots", "postgresql_replication_clients"}
+    assert east3["postgresql_slots"] == ["standby_west", "standby_north"]
+
+
+def test_a_failover_changes_no_configuration_fingerprint():
+    """Which region's database takes writes is bootstrap-only: 'up' after a failover does
+    not re-run Ansible for it (the failover itself moved the role)."""
+    dep = config.from_regions(["east", "west"])
+    before = configure.region_fingerprints(lab_topology(dep), dep, "site.yml")
+    after = configure.region_fingerprints(lab_topology(dep, data_primary="west"), dep,
+                                          "site.yml")
+    assert before == after
 
 
 def test_topology_round_trips_through_json_with_flags():

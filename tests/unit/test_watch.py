@@ -53,6 +53,8 @@ class World:
                 return [world.topology().region(world.active).vip]
 
         class Ops:
+            data = None
+
             def fence(self, region, timeout):
                 world.state.set_region_flag("fenced", region.name, True)  # needs the lock
                 world.refenced.append(region.name)
