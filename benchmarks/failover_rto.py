@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """RTO of a lab region failover, measured N times (default 10), broken down.
 
-Deployment "hdrto" (subnets 10.95.x): east and west, hot, one app host each; probes
+Deployment "hdrto" (subnets 10.95.x): east and west, hot, one app host each, no database
+tier (traffic only; benchmarks/data_failover.py measures failovers that move data); probes
 every 1 s, failure threshold 3, quorum 2, TTL 2 s, no minimum interval between failovers.
 A `hadeploy watch` runs for the whole benchmark. Each round kills every container of
 the active region (LBs, app host, its prober) while a client resolves the app name at the
@@ -42,6 +43,7 @@ regions:
 failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 2,
            hold_down: 5, min_interval: 0}}
 lab: {{control_subnet: 10.95.0.0/24}}
+data: {{enabled: false}}
 """
 HD = [sys.executable, "-m", "hadeploy"]
 

@@ -452,6 +452,24 @@ class Deployment(_Model):
     lab: LabConfig = LabConfig()
     aws: AwsSettings | None = None  # target aws only (account, certificates, backups, ...)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_has_no_data_tier(cls, data: Any) -> Any:
+        """The aws target has no database tier yet: without a data: section it is stateless
+        (as before the tier existed); asking for one is refused rather than ignored."""
+        if not isinstance(data, dict) or str(getattr(data.get("target"), "value",
+                                                     data.get("target"))) != "aws":
+            return data
+        section = data.get("data")
+        if section is None:
+            return {**data, "data": {"enabled": False}}
+        if isinstance(section, dict) and section.get("enabled", True) is not False:
+            raise _FieldProblem(
+                "data.enabled", "the aws target has no database tier yet (the replicated "
+                "PostgreSQL tier runs on the lab target only)",
+                "remove the data: section or set 'data: {enabled: false}' for target aws")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Deployment:
         names = [r.name for r in self.regions]
@@ -839,6 +857,9 @@ failover:
   hold_down: 30            # seconds of success before a region counts as back
   min_interval: 300        # seconds between two automatic failovers (no flapping)
   auto_failback: false
+
+data:
+  enabled: false           # the aws target has no database tier yet (lab only)
 
 aws:
   account_id: "123456789012"   # PLACEHOLDER: your 12-digit account id, quoted

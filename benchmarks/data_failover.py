@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""What happens to writes when the database tier moves, measured on the real lab.
+
+Deployment "hddbench" (subnets 10.84.x): east and west, one app host each, a 3-host
+Patroni cluster per region (west a standby cluster of east), `data.rpo_budget` 5 s, DNS
+TTL 1 s. A client resolves the app's name at the lab's DNS server for every request and
+POSTs items with unique ids; every acknowledged id is recorded and afterwards looked up in
+the region that takes writes.
+
+  steady      one client writing back to back for --steady seconds: writes/s, and the
+              standby region's lag (bytes, seconds) from `status --json` every second
+  switchover  `failover --to <other>` under load, --rounds times, alternating: acknowledged
+              writes lost (goal 0), the write pause (longest gap between two acks), the
+              failover's own phase timings
+  leader kill SIGKILL the active region's database leader under load: lost, write pause
+  crash       SIGKILL every container of the active region under load while `watch` runs:
+              lost vs the estimate the failover recorded, and the client-observed RTO
+              (kill -> first write acknowledged by the other region); then the region is
+              started again and `up` rejoins it (its time is recorded), and `failback`
+
+Usage:  .venv/bin/python benchmarks/data_failover.py [--rounds 4] [--steady 30]
+Writes benchmarks/results/data-failover.json and .md. Removes its deployment at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NAME, ZONE, DNS = "hddbench", "hddbench.test", "10.84.0.53"
+VIP = {"east": "10.84.1.10", "west": "10.84.2.10"}
+CONFIG = f"""\
+name: {NAME}
+dns: {{zone: {ZONE}, record: app, ttl: 1}}
+regions:
+  - {{name: east, role: primary, hosts: 1, lab_subnet: 10.84.1.0/24}}
+  - {{name: west, role: secondary, hosts: 1, lab_subnet: 10.84.2.0/24}}
+data: {{hosts: 3, rpo_budget: 5}}
+failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 2,
+           hold_down: 5, min_interval: 0}}
+lab: {{control_subnet: 10.84.0.0/24}}
+"""
+HD = [sys.executable, "-m", "hadeploy"]
+
+
+def podman(*args: str) -> str:
+    env = {**os.environ,
+           "CONTAINERS_CONF": str(REPO / "cli/hadeploy/targets/lab/containers.conf")}
+    return subprocess.run(["podman", *args], env=env, capture_output=True, text=True,
+                          check=True, timeout=120).stdout
+
+
+def resolve() -> str | None:
+    import dns.message
+    import dns.query
+
+    try:
+        r = dns.query.udp(dns.message.make_query(f"app.{ZONE}.", "A"), DNS, timeout=0.5)
+    except Exception:
+        return None
+    found = [a.address for rr in r.answer for a in rr]
+    return found[0] if found else None
+
+
+def request(host: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection(host, 80, timeout=3)
+    try:
+        conn.request(method, path, json.dumps(body) if body is not None else None,
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw or b"{}")
+        except ValueError:
+            return resp.status, {}
+    finally:
+        conn.close()
+
+
+class Writer:
+    """One client POSTing unique items through the app's DNS name, ``gap`` seconds apart;
+    records (id, time, region) of every acknowledgement."""
+
+    def __init__(self, tag: str, gap: float = 0.02) -> None:
+        self.tag, self.gap, self.acked, self.failed = tag, gap, [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for n in itertools.count(1):
+            if self._stop.is_set():
+                return
+            item, address = f"{self.tag}-{n}", resolve()
+            try:
+                status, body = request(address, "POST", "/items", {"id": item}) \
+                    if address else (0, {})
+            except (OSError, http.client.HTTPException):
+                status, body = 0, {}
+            if status in (200, 201):
+                self.acked.append((item, time.time(), body.get("region")))
+            else:
+                self.failed += 1
+            self._stop.wait(self.gap)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def pause(self) -> float:
+        times = [t for _, t, _ in self.acked]
+        return round(max((b - a for a, b in itertools.pairwise(times)), default=0.0), 3)
+
+    def first_ack_from(self, region: str, after: float) -> float | None:
+        return next((t for _, t, r in list(self.acked) if r == region and t > after), None)
+
+
+def missing(items: list[str], region: str) -> list[str]:
+    lost = []
+    for item in items:
+        for _ in range(10):
+            status, _ = request(VIP[region], "GET", f"/items/{item}")
+            if status in (200, 404):
+                break
+            time.sleep(0.5)
+        if status != 200:
+            lost.append(item)
+    return lost
+
+
+class Lab:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.env = {**os.environ, "HADEPLOY_STATE_DIR": str(work / "state")}
+
+    def run(self, *args: str) -> dict:
+        proc = subprocess.run([*HD, *args, "--json"], cwd=self.work, env=self.env,
+                              capture_output=True, text=True, timeout=900, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"hadeploy {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stderr[-2000:]}")
+        return json.loads(proc.stdout)
+
+    def data(self) -> dict[str, dict]:
+        return {r["name"]: r["data"] for r in self.run("status")["regions"]}
+
+    def active(self) -> str:
+        return next(n for n, d in self.data().items() if d["role"] == "primary")
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def steady(lab: Lab, seconds: float) -> dict:
+    lag_b, lag_s = [], []
+    with Writer("steady", gap=0.0) as writer:
+        time.sleep(2)
+        start, first = time.time(), len(writer.acked)
+        while time.time() - start < seconds:
+            west = lab.data()["west"]
+            if west["lag_bytes"] is not None:
+                lag_b.append(west["lag_bytes"])
+                lag_s.append(west["lag_seconds"])
+            time.sleep(max(0.0, 1.0 - (time.time() - start) % 1.0))
+        rate = (len(writer.acked) - first) / (time.time() - start)
+    lost = missing([i for i, _, _ in writer.acked], "west")
+    return {"writes_per_s": round(rate, 1), "samples": len(lag_b),
+            "lag_bytes_p50": pct(lag_b, 0.5), "lag_bytes_p95": pct(lag_b, 0.95),
+            "lag_bytes_max": max(lag_b, default=None),
+            "lag_seconds_p50": pct(lag_s, 0.5), "lag_seconds_p95": pct(lag_s, 0.95),
+            "lag_seconds_max": max(lag_s, default=None),
+            "acked": len(writer.acked), "not_yet_on_west_after_load": len(lost)}
+
+
+def switchover(lab: Lab, to: str) -> dict:
+    with Writer(f"switch-{to}-{int(time.time())}") as writer:
+        time.sleep(2)
+        out = lab.run("failover", "--to", to, "--yes", "--reason", "benchmark switchover")
+        time.sleep(3)
+    lost = missing([i for i, _, _ in writer.acked], to)
+    return {"to": to, "lost": len(lost), "acked": len(writer.acked), "failed": writer.failed,
+            "write_pause_s": writer.pause(),
+            "phases": {k: out["phases"].get(k) for k in ("freeze", "promote", "dns", "rejoin")}}
+
+
+def leader_kill(lab: Lab) -> dict:
+    region = lab.active()
+    leader = lab.data()[region]["leader"]
+    with Writer("leader-kill") as writer:
+        time.sleep(2)
+        killed = time.time()
+        podman("kill", leader)
+        deadline = killed + 45
+        while time.time() < deadline and writer.first_ack_from(region, killed + 0.5) is None:
+            time.sleep(0.2)
+        time.sleep(2)
+    resumed = writer.first_ack_from(region, killed + 0.5)
+    lost = missing([i for i, _, _ in writer.acked], region)
+    lab.run("up")  # the killed host comes back as a replica
+    return {"region": region, "lost": len(lost), "failed": writer.failed,
+            "writes_resumed_after_s": None if resumed is None else round(resumed - killed, 2)}
+
+
+def crash(lab: Lab) -> dict:
+    old = lab.active()
+    new = "west" if old == "east" else "east"
+    watch = subprocess.Popen([*HD, "watch", "--max-seconds", "90"], cwd=lab.work,
+                             env=lab.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(5)  # watch observes the database tier every round
+        with Writer("crash") as writer:
+            time.sleep(3)
+            ids = podman("ps", "-q", "--filter", f"label=io.hadeploy.region={old}",
+                         "--filter", f"label=io.hadeploy.deployment={NAME}").split()
+            killed = time.time()
+            podman("kill", *ids)
+            deadline = killed + 60
+            while time.time() < deadline and writer.first_ack_from(new, killed) is None:
+                time.sleep(0.2)
+            time.sleep(1)
+    finally:
+        watch.terminate()
+        watch.wait(30)
+    audit = [json.loads(line) for line in
+             (lab.work / "state" / NAME / "audit.jsonl").read_text().splitlines()]
+    done = [a for a in audit if a["operation"] == "failover" and a.get("result") == "done"
+            and a.get("to") == new and (a.get("data") or {}).get("mode") == "failover"]
+    estimate = done[-1]["data"]["estimate"] if done else None
+    first = writer.first_ack_from(new, killed)
+    lost = missing([i for i, _, _ in writer.acked], new)
+    podman("start", *podman("ps", "-aq", "--filter", f"label=io.hadeploy.region={old}",
+                            "--filter", f"label=io.hadeploy.deployment={NAME}").split())
+    start = time.monotonic()
+    up = lab.run("up")
+    rejoin_s = round(time.monotonic() - start, 1)
+    back = switchover(lab, old)
+    return {"from": old, "to": new, "failed_over": bool(done), "lost": len(lost),
+            "estimate": estimate,
+            "client_rto_s": None if first is None else round(first - killed, 2),
+            "rejoin_up_s": rejoin_s, "rejoin": up.get("data"), "failback": back}
+
+
+def markdown(doc: dict) -> str:
+    s = doc["steady"]
+    lines = [f"# Data tier under failure — {doc['measured_at']}", "",
+             f"Steady load (one client, back to back, {doc['steady_seconds']} s): "
+             f"{s['writes_per_s']} writes/s; west behind east p50 {s['lag_bytes_p50']} B / "
+             f"{s['lag_seconds_p50']} s, p95 {s['lag_bytes_p95']} B / {s['lag_seconds_p95']} s,"
+             f" max {s['lag_bytes_max']} B / {s['lag_seconds_max']} s ({s['samples']} samples)",
+             "", "| switchover | lost | acked | write pause (s) | freeze | promote | dns | "
+             "rejoin |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in doc["switchovers"]:
+        p = r["phases"]
+        lines.append(f"| to {r['to']} | {r['lost']} | {r['acked']} | {r['write_pause_s']} | "
+                     f"{p['freeze']} | {p['promote']} | {p['dns']} | {p['rejoin']} |")
+    pauses = [r["write_pause_s"] for r in doc["switchovers"]]
+    lines += ["", f"Write pause over {len(pauses)} switchovers: p50 "
+              f"{statistics.median(pauses):.2f} s, max {max(pauses):.2f} s; lost in total: "
+              f"{sum(r['lost'] for r in doc['switchovers'])}.", ""]
+    k = doc["leader_kill"]
+    lines.append(f"Leader kill ({k['region']}): lost {k['lost']}, writes resumed after "
+                 f"{k['writes_resumed_after_s']} s, {k['failed']} requests failed.")
+    c = doc["crash"]
+    est = c["estimate"] or {}
+    lines += ["", f"Crash of {c['from']} (every container killed) with `watch` running: failed"
+              f" over {c['failed_over']}, lost {c['lost']} acknowledged writes against an "
+              f"estimate of {est.get('seconds')} s / {est.get('bytes')} B; first write "
+              f"acknowledged by {c['to']} {c['client_rto_s']} s after the kill; `up` rejoined "
+              f"{c['from']} in {c['rejoin_up_s']} s; failback lost {c['failback']['lost']}."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steady", type=float, default=30.0)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "cli"))
+    from hadeploy.targets.lab.target import destroy
+
+    destroy(NAME)
+    with tempfile.TemporaryDirectory(prefix="hddbench-") as tmp:
+        work = Path(tmp)
+        (work / "hadeploy.yaml").write_text(CONFIG)
+        lab = Lab(work)
+        doc: dict = {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "steady_seconds": args.steady}
+        try:
+            start = time.monotonic()
+            lab.run("up")
+            doc["cold_up_s"] = round(time.monotonic() - start, 1)
+            doc["steady"] = steady(lab, args.steady)
+            print(json.dumps(doc["steady"]), flush=True)
+            doc["switchovers"] = []
+            for n in range(args.rounds):
+                doc["switchovers"].append(switchover(lab, "west" if n % 2 == 0 else "east"))
+                print(json.dumps(doc["switchovers"][-1]), flush=True)
+            if lab.active() != "east":
+                lab.run("failover", "--to", "east", "--yes", "--reason", "benchmark")
+            doc["leader_kill"] = leader_kill(lab)
+            print(json.dumps(doc["leader_kill"]), flush=True)
+            doc["crash"] = crash(lab)
+            print(json.dumps(doc["crash"]), flush=True)
+        finally:
+            destroy(NAME)
+    out = REPO / "benchmarks" / "results"
+    (out / "data-failover.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "data-failover.md").write_text(markdown(doc))
+    print(markdown(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
