@@ -25,19 +25,19 @@ Writes benchmarks/results/data-failover.json and .md. Removes its deployment at 
 from __future__ import annotations
 
 import argparse
-import http.client
-import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the lab client the data-tier tests use
+from tests.labclient import Writer, missing, resolver  # noqa: E402
+
 NAME, ZONE, DNS = "hddbench", "hddbench.test", "10.84.0.53"
 VIP = {"east": "10.84.1.10", "west": "10.84.2.10"}
 CONFIG = f"""\
@@ -61,85 +61,12 @@ def podman(*args: str) -> str:
                           check=True, timeout=120).stdout
 
 
-def resolve() -> str | None:
-    import dns.message
-    import dns.query
-
-    try:
-        r = dns.query.udp(dns.message.make_query(f"app.{ZONE}.", "A"), DNS, timeout=0.5)
-    except Exception:
-        return None
-    found = [a.address for rr in r.answer for a in rr]
-    return found[0] if found else None
+def writer(tag: str, gap: float = 0.02) -> Writer:
+    return Writer(tag, resolver(ZONE, DNS), gap)
 
 
-def request(host: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection(host, 80, timeout=3)
-    try:
-        conn.request(method, path, json.dumps(body) if body is not None else None,
-                     {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            return resp.status, json.loads(raw or b"{}")
-        except ValueError:
-            return resp.status, {}
-    finally:
-        conn.close()
-
-
-class Writer:
-    """One client POSTing unique items through the app's DNS name, ``gap`` seconds apart;
-    records (id, time, region) of every acknowledgement."""
-
-    def __init__(self, tag: str, gap: float = 0.02) -> None:
-        self.tag, self.gap, self.acked, self.failed = tag, gap, [], 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        for n in itertools.count(1):
-            if self._stop.is_set():
-                return
-            item, address = f"{self.tag}-{n}", resolve()
-            try:
-                status, body = request(address, "POST", "/items", {"id": item}) \
-                    if address else (0, {})
-            except (OSError, http.client.HTTPException):
-                status, body = 0, {}
-            if status in (200, 201):
-                self.acked.append((item, time.time(), body.get("region")))
-            else:
-                self.failed += 1
-            self._stop.wait(self.gap)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def pause(self) -> float:
-        times = [t for _, t, _ in self.acked]
-        return round(max((b - a for a, b in itertools.pairwise(times)), default=0.0), 3)
-
-    def first_ack_from(self, region: str, after: float) -> float | None:
-        return next((t for _, t, r in list(self.acked) if r == region and t > after), None)
-
-
-def missing(items: list[str], region: str) -> list[str]:
-    lost = []
-    for item in items:
-        for _ in range(10):
-            status, _ = request(VIP[region], "GET", f"/items/{item}")
-            if status in (200, 404):
-                break
-            time.sleep(0.5)
-        if status != 200:
-            lost.append(item)
-    return lost
+def lost_in(items: list[str], region: str) -> int:
+    return len(missing(items, VIP[region]))
 
 
 class Lab:
@@ -171,52 +98,56 @@ def pct(values: list[float], q: float) -> float | None:
 
 def steady(lab: Lab, seconds: float) -> dict:
     lag_b, lag_s = [], []
-    with Writer("steady", gap=0.0) as writer:
+    with writer("steady", gap=0.0) as w:
         time.sleep(2)
-        start, first = time.time(), len(writer.acked)
+        start, first = time.time(), len(w.acked)
         while time.time() - start < seconds:
             west = lab.data()["west"]
             if west["lag_bytes"] is not None:
                 lag_b.append(west["lag_bytes"])
                 lag_s.append(west["lag_seconds"])
             time.sleep(max(0.0, 1.0 - (time.time() - start) % 1.0))
-        rate = (len(writer.acked) - first) / (time.time() - start)
-    lost = missing([i for i, _, _ in writer.acked], "west")
+        rate = (len(w.acked) - first) / (time.time() - start)
     return {"writes_per_s": round(rate, 1), "samples": len(lag_b),
             "lag_bytes_p50": pct(lag_b, 0.5), "lag_bytes_p95": pct(lag_b, 0.95),
             "lag_bytes_max": max(lag_b, default=None),
             "lag_seconds_p50": pct(lag_s, 0.5), "lag_seconds_p95": pct(lag_s, 0.95),
             "lag_seconds_max": max(lag_s, default=None),
-            "acked": len(writer.acked), "not_yet_on_west_after_load": len(lost)}
+            "acked": len(w.acked), "missing_on_west_after_load": lost_in(w.ids, "west")}
 
 
 def switchover(lab: Lab, to: str) -> dict:
-    with Writer(f"switch-{to}-{int(time.time())}") as writer:
+    with writer(f"switch-{to}-{int(time.time())}") as w:
         time.sleep(2)
         out = lab.run("failover", "--to", to, "--yes", "--reason", "benchmark switchover")
         time.sleep(3)
-    lost = missing([i for i, _, _ in writer.acked], to)
-    return {"to": to, "lost": len(lost), "acked": len(writer.acked), "failed": writer.failed,
-            "write_pause_s": writer.pause(),
+    return {"to": to, "lost": lost_in(w.ids, to), "acked": len(w.acked), "failed": w.failed,
+            "write_pause_s": w.pause(),
             "phases": {k: out["phases"].get(k) for k in ("freeze", "promote", "dns", "rejoin")}}
 
 
 def leader_kill(lab: Lab) -> dict:
     region = lab.active()
     leader = lab.data()[region]["leader"]
-    with Writer("leader-kill") as writer:
+    with writer("leader-kill") as w:
         time.sleep(2)
         killed = time.time()
         podman("kill", leader)
         deadline = killed + 45
-        while time.time() < deadline and writer.first_ack_from(region, killed + 0.5) is None:
+        while time.time() < deadline and w.acked_after(killed + 0.5, region) is None:
             time.sleep(0.2)
         time.sleep(2)
-    resumed = writer.first_ack_from(region, killed + 0.5)
-    lost = missing([i for i, _, _ in writer.acked], region)
+    resumed = w.acked_after(killed + 0.5, region)
+    lost = lost_in(w.ids, region)
     lab.run("up")  # the killed host comes back as a replica
-    return {"region": region, "lost": len(lost), "failed": writer.failed,
+    return {"region": region, "lost": lost, "failed": w.failed,
             "writes_resumed_after_s": None if resumed is None else round(resumed - killed, 2)}
+
+
+def region_containers(region: str, every: bool = False) -> list[str]:
+    return podman("ps", *(["-a"] if every else []), "-q", "--filter",
+                  f"label=io.hadeploy.region={region}", "--filter",
+                  f"label=io.hadeploy.deployment={NAME}").split()
 
 
 def crash(lab: Lab) -> dict:
@@ -227,14 +158,12 @@ def crash(lab: Lab) -> dict:
                              stderr=subprocess.DEVNULL)
     try:
         time.sleep(5)  # watch observes the database tier every round
-        with Writer("crash") as writer:
+        with writer("crash") as w:
             time.sleep(3)
-            ids = podman("ps", "-q", "--filter", f"label=io.hadeploy.region={old}",
-                         "--filter", f"label=io.hadeploy.deployment={NAME}").split()
             killed = time.time()
-            podman("kill", *ids)
+            podman("kill", *region_containers(old))
             deadline = killed + 60
-            while time.time() < deadline and writer.first_ack_from(new, killed) is None:
+            while time.time() < deadline and w.acked_after(killed, new) is None:
                 time.sleep(0.2)
             time.sleep(1)
     finally:
@@ -244,19 +173,16 @@ def crash(lab: Lab) -> dict:
              (lab.work / "state" / NAME / "audit.jsonl").read_text().splitlines()]
     done = [a for a in audit if a["operation"] == "failover" and a.get("result") == "done"
             and a.get("to") == new and (a.get("data") or {}).get("mode") == "failover"]
-    estimate = done[-1]["data"]["estimate"] if done else None
-    first = writer.first_ack_from(new, killed)
-    lost = missing([i for i, _, _ in writer.acked], new)
-    podman("start", *podman("ps", "-aq", "--filter", f"label=io.hadeploy.region={old}",
-                            "--filter", f"label=io.hadeploy.deployment={NAME}").split())
+    first = w.acked_after(killed, new)
+    result = {"from": old, "to": new, "failed_over": bool(done), "lost": lost_in(w.ids, new),
+              "acked": len(w.acked), "estimate": done[-1]["data"]["estimate"] if done else None,
+              "client_rto_s": None if first is None else round(first - killed, 2)}
+    podman("start", *region_containers(old, every=True))
     start = time.monotonic()
-    up = lab.run("up")
-    rejoin_s = round(time.monotonic() - start, 1)
-    back = switchover(lab, old)
-    return {"from": old, "to": new, "failed_over": bool(done), "lost": len(lost),
-            "estimate": estimate,
-            "client_rto_s": None if first is None else round(first - killed, 2),
-            "rejoin_up_s": rejoin_s, "rejoin": up.get("data"), "failback": back}
+    result["rejoin"] = lab.run("up").get("data")
+    result["rejoin_up_s"] = round(time.monotonic() - start, 1)
+    result["failback"] = switchover(lab, old)
+    return result
 
 
 def markdown(doc: dict) -> str:

@@ -10,20 +10,21 @@ The tests run in file order on one deployment, which is removed at the end.
 
 from __future__ import annotations
 
+import functools
 import http.client
-import itertools
 import json
 import os
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests import labclient
 from tests.conftest import HADEPLOY, run_cli
 from tests.integration.test_lab import podman
+from tests.labclient import request, resolver
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -64,93 +65,15 @@ class Ctx:
         return {reg["name"]: reg["data"] for reg in json.loads(r.out)["regions"]}
 
 
-def resolve() -> str | None:
-    import dns.message
-    import dns.query
-
-    try:
-        resp = dns.query.udp(dns.message.make_query(f"app.{ZONE}.", "A"), DNS_SERVER,
-                             timeout=0.5)
-    except Exception:
-        return None
-    found = [a.address for rr in resp.answer for a in rr]
-    return found[0] if found else None
+resolve = resolver(ZONE, DNS_SERVER)
 
 
-def request(host: str, method: str, path: str, body: dict | None = None,
-            timeout: float = 3.0) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection(host, 80, timeout=timeout)
-    try:
-        conn.request(method, path, json.dumps(body) if body is not None else None,
-                     {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            return resp.status, json.loads(raw or b"{}")
-        except ValueError:  # haproxy's own error pages are HTML
-            return resp.status, {"raw": raw[:200].decode(errors="replace")}
-    finally:
-        conn.close()
-
-
-class Writer:
-    """Writes unique items through the app's DNS name, 20 ms apart; records every
-    acknowledgement (id, time, region that answered)."""
-
-    def __init__(self, tag: str) -> None:
-        self.tag, self.acked, self.failed = tag, [], 0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            item = f"{self.tag}-{n}"
-            address = resolve()
-            try:
-                status, body = request(address, "POST", "/items", {"id": item}) if address \
-                    else (0, {"error": "no DNS answer"})
-            except (OSError, http.client.HTTPException) as exc:
-                status, body = 0, {"error": type(exc).__name__}
-            if status in (200, 201):
-                self.acked.append((item, time.time(), body.get("region")))
-            else:
-                self.failed += 1
-                self.errors.append(f"{status} {str(body)[:80]}")
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def acked_after(self, moment: float) -> float | None:
-        """When the first write acknowledged after ``moment`` was (None: none yet)."""
-        return next((t for _, t, _ in list(self.acked) if t > moment), None)
-
-    def pause(self) -> float:
-        """The longest gap between two acknowledgements (the write pause)."""
-        times = [t for _, t, _ in self.acked]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+Writer = functools.partial(labclient.Writer, resolve=resolve)
 
 
 def missing(items: list[str], region: str) -> list[str]:
     """Acknowledged items that the region's database does not have (read through its VIP)."""
-    lost = []
-    for item in items:
-        for _attempt in range(10):
-            status, _ = request(VIP[region], "GET", f"/items/{item}")
-            if status in (200, 404):
-                break
-            time.sleep(0.5)
-        if status != 200:
-            lost.append(item)
-    return lost
+    return labclient.missing(items, VIP[region])
 
 
 @pytest.fixture(scope="module")
