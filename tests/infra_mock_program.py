@@ -43,9 +43,11 @@ AZ_TOKEN = "aws:index/getAvailabilityZones:getAvailabilityZones"
 # --- scenarios ---------------------------------------------------------------------------
 
 def deployment(n_regions: int, standby: str = "hot", *, hosts: int = 2,
-               mode: str = "active-passive", **aws_extra: Any) -> dict[str, Any]:
+               mode: str = "active-passive", data: bool = False,
+               **aws_extra: Any) -> dict[str, Any]:
     """A hadeploy.yaml (as a dict) with ``n_regions`` regions named after AWS regions; the
-    first is the hot primary, the others have ``standby``."""
+    first is the hot primary, the others have ``standby``; ``data``: with the database
+    tier (an Aurora Global Database)."""
     regions = []
     for i in range(n_regions):
         name = AWS_REGIONS[i]
@@ -58,7 +60,8 @@ def deployment(n_regions: int, standby: str = "hot", *, hosts: int = 2,
     aws.update(aws_extra)
     return {"name": "demo", "target": "aws",
             "dns": {"zone": "example.com", "record": "app"},
-            "regions": regions, "failover": {"quorum": min(2, n_regions)}, "aws": aws}
+            "regions": regions, "failover": {"quorum": min(2, n_regions)}, "aws": aws,
+            **({"data": {"enabled": True}} if data else {})}
 
 
 def regional_scenario(dep: dict[str, Any], region: str, **config: Any) -> dict[str, Any]:
@@ -81,7 +84,8 @@ def steady_scenarios(dep: dict[str, Any], prefix: str = "") -> dict[str, dict[st
     scenarios = {}
     n = len(dep["regions"])
     for region in dep["regions"]:
-        config: dict[str, Any] = {"peerReady": n > 1}
+        config: dict[str, Any] = {"peerReady": n > 1,
+                                  "globalDbReady": bool(dep.get("data", {}).get("enabled"))}
         if region["role"] == "primary" and n > 1:
             config["peerEfsId"] = "fs-0peer0efs0id"
         scenarios[f"{prefix}{region['name']}"] = regional_scenario(dep, region["name"], **config)
@@ -451,6 +455,77 @@ def dns_problems(graph: dict[str, Any], dep: dict[str, Any]) -> list[str]:
     return problems
 
 
+RDS_CLUSTER = "aws:rds/cluster:Cluster"
+RDS_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+RDS_GLOBAL = "aws:rds/globalCluster:GlobalCluster"
+
+
+def database_problems(graph: dict[str, Any], dep: dict[str, Any], region: str, *,
+                      joined: bool = True) -> list[str]:
+    """The region's Aurora member: encrypted with its own region's key, private, reachable
+    on 5432 from the app hosts only, in private subnets of ≥2 AZs, in the deployment's
+    global cluster (created by the primary's stack only), credentials only where the global
+    cluster is created (kept by RDS, never in the stack), a final snapshot, no public
+    instance. ``joined``: the secondary already joined (the driver's second pass)."""
+    from hadeploy.infra.settings import load_stack_config, plan_region
+
+    deployment_, settings = load_stack_config(dep)
+    plan = plan_region(deployment_, settings, region).database
+    clusters, globals_ = of_type(graph, RDS_CLUSTER), of_type(graph, RDS_GLOBAL)
+    instances = of_type(graph, RDS_INSTANCE)
+    if plan is None or not (plan.creates_global or joined):
+        return [f"{len(clusters) + len(globals_) + len(instances)} database resources where "
+                "none belong"] if clusters or globals_ or instances else []
+    problems = []
+    if len(globals_) != (1 if plan.creates_global else 0):
+        problems.append(f"{len(globals_)} global clusters; only the primary's stack owns it")
+    for g in globals_:
+        if g["inputs"].get("storageEncrypted") is not True or \
+                g["inputs"].get("globalClusterIdentifier") != plan.global_id:
+            problems.append("the global cluster is not encrypted or misnamed")
+    if len(clusters) != 1:
+        return [*problems, f"{len(clusters)} Aurora clusters, want 1"]
+    c = clusters[0]["inputs"]
+    if c.get("globalClusterIdentifier") != plan.global_id or \
+            c.get("engine") != "aurora-postgresql":
+        problems.append("the cluster is not an aurora-postgresql member of the global cluster")
+    keys = deps_of(graph, clusters[0], "kmsKeyId", "aws:kms/key:Key")
+    if c.get("storageEncrypted") is not True or len(keys) != 1:
+        problems.append("the cluster is not encrypted with its region's own KMS key")
+    if c.get("skipFinalSnapshot") is not False or int(c.get("backupRetentionPeriod", 0)) < 1:
+        problems.append("the cluster has no backups or no final snapshot")
+    creds = {k for k in ("masterUsername", "masterPassword", "manageMasterUserPassword")
+             if c.get(k)}
+    want = {"masterUsername", "manageMasterUserPassword"} if plan.creates_global else set()
+    if creds != want:
+        problems.append(f"credentials {sorted(creds)}, want {sorted(want)} (a secondary gets "
+                        "them by replication; a password never sits in the stack)")
+    groups = deps_of(graph, clusters[0], "vpcSecurityGroupIds", SG)
+    host_groups = [g for g in of_type(graph, SG) if tag_value(g, "hadeploy:tier") == "app"]
+    rules = groups[0]["inputs"].get("ingress") or [] if len(groups) == 1 else []
+    sources = deps_of(graph, groups[0], "ingress", SG) if len(groups) == 1 else []
+    if not (len(groups) == 1 and len(rules) == 1 and not rules[0].get("cidrBlocks")
+            and int(rules[0]["fromPort"]) == int(rules[0]["toPort"]) == 5432
+            and [x["urn"] for x in sources] == [h["urn"] for h in host_groups]):
+        problems.append(f"the database must accept only 5432 from the app hosts: {rules}")
+    subnet_groups = deps_of(graph, clusters[0], "dbSubnetGroupName",
+                            "aws:rds/subnetGroup:SubnetGroup")
+    subnets = deps_of(graph, subnet_groups[0], "subnetIds", SUBNET) if subnet_groups else []
+    if len(azs_of(subnets)) < 2 or any(tag_value(x, "hadeploy:subnet") != "private"
+                                       for x in subnets):
+        problems.append("the database is not in private subnets of ≥2 AZs")
+    if len(instances) != plan.instances or any(
+            i["inputs"].get("publiclyAccessible") is not False
+            or i["inputs"].get("instanceClass") != plan.instance_class for i in instances):
+        problems.append(f"{len(instances)} instances, want {plan.instances} private "
+                        f"{plan.instance_class}")
+    missing = {"db_cluster_id", "db_endpoint", "db_reader_endpoint",
+               "db_global_cluster_id"} - {k for k, v in graph["exports"].items() if v}
+    if missing:
+        problems.append(f"exports lack {sorted(missing)}")
+    return problems
+
+
 def regional_problems(graph: dict[str, Any], dep: dict[str, Any], region: str, *,
                       peer_ready: bool = True) -> list[str]:
     """Every invariant of one region's graph (``peer_ready``: the driver's second pass)."""
@@ -467,6 +542,7 @@ def regional_problems(graph: dict[str, Any], dep: dict[str, Any], region: str, *
     problems += backup_problems(graph, plan.aws_region,
                                 copy_region=peer.aws_region if peer else None,
                                 replicate_bucket=peer.bucket_arn if peer and peer_ready else None)
+    problems += database_problems(graph, dep, region, joined=peer_ready)
     secret = one(graph, "aws:ssm/parameter:Parameter")
     if secret["inputs"].get("value") != {"__secret__": True}:
         problems.append("the app secret reaches the SSM parameter unencrypted in state")
@@ -565,7 +641,8 @@ def main(scenario: dict[str, Any]) -> dict[str, Any]:
     import pulumi
     from pulumi.runtime import mocks, rpc
 
-    for module in ("ec2", "lb", "autoscaling", "iam", "efs", "backup", "s3", "ssm", "route53"):
+    for module in ("ec2", "lb", "autoscaling", "iam", "efs", "backup", "s3", "ssm", "route53",
+                   "rds", "kms"):
         importlib.import_module(f"pulumi_aws.{module}")  # the timing below: the build alone
 
     from hadeploy.infra.settings import GLOBAL_PROJECT, REGIONAL_PROJECT, load_stack_config
@@ -610,6 +687,10 @@ def main(scenario: dict[str, Any]) -> dict[str, Any]:
                 state["arn"] = f"arn:aws:s3:::{state['bucket']}"
             elif typ == "aws:backup/vault:Vault":
                 state["arn"] = f"arn:aws:backup:{region}:{ACCOUNT}:backup-vault:{state['name']}"
+            elif typ == "aws:rds/cluster:Cluster":
+                rid = state["clusterIdentifier"]
+                state.update(endpoint=f"{rid}.cluster-x.{region}.rds.amazonaws.com",
+                             readerEndpoint=f"{rid}.cluster-ro-x.{region}.rds.amazonaws.com")
             elif typ == "aws:ssm/parameter:Parameter":
                 state["arn"] = f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{state['name']}"
             elif typ.startswith("pulumi:providers:"):

@@ -48,8 +48,9 @@ class Writer:
     """Writes unique items through the app's DNS name, ``gap`` seconds apart; records every
     acknowledgement (id, time, region that answered)."""
 
-    def __init__(self, tag: str, resolve: Callable[[], str | None], gap: float = 0.02) -> None:
-        self.tag, self.resolve, self.gap = tag, resolve, gap
+    def __init__(self, tag: str, resolve: Callable[[], str | None], gap: float = 0.02,
+                 timeout: float = 3.0) -> None:
+        self.tag, self.resolve, self.gap, self.timeout = tag, resolve, gap, timeout
         self.acked: list[tuple[str, float, str | None]] = []
         self.failed = 0
         self.errors: list[str] = []
@@ -63,7 +64,8 @@ class Writer:
             item = f"{self.tag}-{n}"
             address = self.resolve()
             try:
-                status, body = request(address, "POST", "/items", {"id": item}) if address \
+                status, body = request(address, "POST", "/items", {"id": item},
+                                       self.timeout) if address \
                     else (0, {"error": "no DNS answer"})
             except (OSError, http.client.HTTPException) as exc:
                 status, body = 0, {"error": type(exc).__name__}

@@ -324,6 +324,8 @@ ZONE_ID_RE = r"\AZ[A-Z0-9]{1,31}\Z"
 SCHEDULE_RE = (r"\A(?:cron\([0-9A-Za-z*?,/#-]{1,40}(?: [0-9A-Za-z*?,/#-]{1,40}){5}\)"
                r"|rate\([1-9][0-9]{0,5} (?:minute|hour|day)s?\))\Z")
 INSTANCE_TYPE_RE = r"\A[a-z][a-z0-9-]{0,15}\.[a-z0-9]{1,16}\Z"
+DB_INSTANCE_CLASS_RE = r"\Adb\.[a-z][a-z0-9-]{0,15}\.[a-z0-9]{1,16}\Z"
+ENGINE_VERSION_RE = r"\A[0-9]{1,2}\.[0-9]{1,2}\Z"
 AMI_RE = (r"\A(?:ami-[0-9a-f]{8}(?:[0-9a-f]{9})?"
           r"|resolve:ssm:/[A-Za-z0-9_.-]{1,200}(?:/[A-Za-z0-9_.-]{1,200}){0,14}"
           r"(?::[0-9]{1,10})?)\Z")
@@ -375,6 +377,22 @@ class AwsBackup(_Model):
     copy_vault_arns: dict[RegionKey, VaultArn] = Field(default_factory=dict)
 
 
+class AwsDatabase(_Model):
+    """The database tier on AWS: an Aurora PostgreSQL Global Database (a cluster per region,
+    one writer region)."""
+
+    instance_class: Annotated[str, AfterValidator(_checked(
+        DB_INSTANCE_CLASS_RE, "an Aurora instance class such as 'db.r6g.large'",
+        "use an Aurora PostgreSQL instance class such as 'db.r6g.large' or 'db.r7g.xlarge' "
+        "(global databases need r-class or larger)"))] = "db.r6g.large"
+    instances: Annotated[int, Field(ge=1, le=15)] = 2  # per region; 2 survive one AZ loss
+    engine_version: Annotated[str, AfterValidator(_checked(
+        ENGINE_VERSION_RE, "an Aurora PostgreSQL version such as '15.4'",
+        "use a major.minor Aurora PostgreSQL version that supports global databases, "
+        "such as '15.4'"))] = "15.4"
+    backup_retention_days: Annotated[int, Field(ge=1, le=35)] = 7  # Aurora's own backups
+
+
 class AwsSettings(_Model):
     """What only the AWS target needs. Region keys are hadeploy region names."""
 
@@ -403,6 +421,7 @@ class AwsSettings(_Model):
         "to create one"))] | None = None
     peers: dict[RegionKey, RegionKey] = Field(default_factory=dict)
     backup: AwsBackup = AwsBackup()
+    database: AwsDatabase = AwsDatabase()
     health_checker_regions: Annotated[list[str], Field(min_length=3, max_length=64)] = Field(
         default_factory=lambda: ["us-east-1", "eu-west-1", "ap-southeast-1"])
     efs_replication: bool = True
@@ -454,20 +473,15 @@ class Deployment(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _aws_has_no_data_tier(cls, data: Any) -> Any:
-        """The aws target has no database tier yet: without a data: section it is stateless
-        (as before the tier existed); asking for one is refused rather than ignored."""
+    def _aws_data_is_opt_in(cls, data: Any) -> Any:
+        """On aws the database tier is an Aurora Global Database, billed per instance-hour
+        in every region: a deployment without a data: section stays stateless there (as
+        it was before the tier existed); 'data: {enabled: true}' asks for it."""
         if not isinstance(data, dict) or str(getattr(data.get("target"), "value",
                                                      data.get("target"))) != "aws":
             return data
-        section = data.get("data")
-        if section is None:
+        if data.get("data") is None:
             return {**data, "data": {"enabled": False}}
-        if isinstance(section, dict) and section.get("enabled", True) is not False:
-            raise _FieldProblem(
-                "data.enabled", "the aws target has no database tier yet (the replicated "
-                "PostgreSQL tier runs on the lab target only)",
-                "remove the data: section or set 'data: {enabled: false}' for target aws")
         return data
 
     @model_validator(mode="after")
@@ -858,8 +872,9 @@ failover:
   min_interval: 300        # seconds between two automatic failovers (no flapping)
   auto_failback: false
 
-data:
-  enabled: false           # the aws target has no database tier yet (lab only)
+data:                      # an Aurora PostgreSQL Global Database (aws.database below)
+  enabled: true            # billed per instance-hour in every region; false: stateless
+  rpo_budget: 5            # seconds a crash failover may lose without --allow-data-loss
 
 aws:
   account_id: "123456789012"   # PLACEHOLDER: your 12-digit account id, quoted
@@ -875,6 +890,11 @@ aws:
   vpc_cidrs: {}                # region -> private /16../20 (default 10.(100+i).0.0/16)
   mode: active-passive         # | active-weighted
   peers: {}                    # region -> peer (default: primary <-> first secondary)
+  database:
+    instance_class: db.r6g.large  # global databases need r-class or larger
+    instances: 2                  # per region, over the AZs: a reader takes over
+    engine_version: "15.4"
+    backup_retention_days: 7      # Aurora's own continuous backups (1-35)
   backup:
     schedule: cron(0 3 * * ? *)   # AWS Backup, UTC
     retention_days: 35

@@ -6,6 +6,7 @@ defined by the models below.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +19,7 @@ from hadeploy.health import ProbeResult, probe_many
 from hadeploy.topology import HostKind, RegionTopology, Topology
 
 if TYPE_CHECKING:
-    from hadeploy.data import Slot
+    from hadeploy.data import DataState, Slot
 
 LB_HEALTH_PATH = "/lb-health"  # haproxy's monitor-uri (roles/haproxy)
 LB_HEADER = "x-hadeploy-lb"  # set by haproxy on every response (roles/haproxy)
@@ -142,16 +143,27 @@ def _endpoint(r: ProbeResult) -> EndpointStatus:
 SlotReader = Callable[[RegionTopology, str], "list[Slot]"]
 
 
+@dataclass(frozen=True)
+class DataReaders:
+    """How a target shows its database tier in ``status``. ``observe``: its own view of
+    every region's cluster (aws: Aurora's) instead of the members' Patroni API; ``slots``:
+    how to read a leader's replication slots (targets that can run a command there)."""
+
+    observe: Callable[[], dict[str, DataState]] | None = None
+    slots: SlotReader | None = None
+
+
 def data_status(topo: Topology, timeout: float,
-                slots: SlotReader | None = None) -> dict[str, DataStatus]:
-    """Every region's database cluster from its members' Patroni API; with ``slots`` (how
-    to read a leader's replication slots, on targets that can run a command there), the WAL
-    each slot retains."""
+                readers: DataReaders | None = None) -> dict[str, DataStatus]:
+    """Every region's database cluster, and the WAL each replication slot retains."""
     from concurrent.futures import ThreadPoolExecutor
 
     from hadeploy import data
 
-    observed = data.observe(topo, timeout)
+    readers = readers or DataReaders()
+    slots = readers.slots
+    observed = readers.observe() if readers.observe is not None else data.observe(topo,
+                                                                                  timeout)
 
     def read_slots(name: str) -> tuple[list[SlotStatus] | None, str | None]:
         leader = observed[name].view.leader
@@ -183,11 +195,11 @@ def data_status(topo: Topology, timeout: float,
 def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
             timeout: float = 1.0, container_states: dict[str, str] | None = None,
             host_health: dict[str, ProbeResult] | None = None,
-            slots: SlotReader | None = None) -> StatusDoc:
+            data: DataReaders | None = None) -> StatusDoc:
     """``dns``: the provider to ask. ``host_health``: host name → result when the target
     knows its hosts' health better than a probe from here (aws: the ALB's target health);
-    then hosts are not probed. ``container_states``: the lab's podman states. ``slots``:
-    how to read a database leader's replication slots (see :func:`data_status`)."""
+    then hosts are not probed. ``container_states``: the lab's podman states. ``data``:
+    how the target reads its database tier (:class:`DataReaders`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from hadeploy.state import utc_now
@@ -197,11 +209,12 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         urls.append(f"{region.url}{dep.app.health_path}")
         if host_health is None:
             urls += [host_url(h.kind, h.address, dep) for h in region.hosts]
-    with_data = any(r.data is not None and r.of_kind(HostKind.DB) for r in topo.regions)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # Patroni's view while probing
-        data_future = pool.submit(data_status, topo, timeout, slots) if with_data else None
+    with_data = (data is not None and data.observe is not None) or any(
+        r.data is not None and r.of_kind(HostKind.DB) for r in topo.regions)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the databases' view while probing
+        data_future = pool.submit(data_status, topo, timeout, data) if with_data else None
         results = probe_many(urls, timeout)
-        data = data_future.result() if data_future is not None else {}
+        databases = data_future.result() if data_future is not None else {}
 
     dns_doc = DnsStatus(server=topo.dns.server, port=topo.dns.port, zone=topo.dns.zone,
                         record=topo.dns.fqdn, ttl=topo.dns.ttl, answer=[], error=None)
@@ -229,7 +242,8 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
             active=region.name in active, vip=region.vip, url=region.url, healthy=vip.ok,
             lb_master=vip.headers.get(LB_HEADER), serving_expected=region.serving_expected,
             fenced=region.fenced, promoted=region.promoted, endpoint=_endpoint(vip),
-            hosts=hosts, history=history.get(region.name), data=data.get(region.name)))
+            hosts=hosts, history=history.get(region.name),
+            data=databases.get(region.name)))
     return StatusDoc(
         deployment=topo.deployment, target=topo.target.value, checked_at=utc_now(),
         active_region=active[0] if len(active) == 1 else None,

@@ -211,7 +211,8 @@ def test_cli_failover_to_cold_region_then_failback(world: dict[str, Any]) -> Non
     group = asg(world, "west")
     assert (group["MinSize"], group["DesiredCapacity"]) == (2, 2)
     flags = json.loads((world["state"].path / "regions.json").read_text())
-    assert flags == {"version": 1, "fenced": ["east"], "promoted": ["west"]}
+    assert flags == {"version": 1, "fenced": ["east"], "promoted": ["west"],
+                     "data_primary": None, "rejoin": []}  # no database tier here
     rec = audit(world)[-1]
     assert rec["operation"] == "failover" and rec["result"] == "done"
     assert rec["forced"] is True and rec["reason"] == "drill" and rec["to"] == "west"

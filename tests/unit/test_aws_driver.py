@@ -5,6 +5,7 @@ when the Pulumi CLI, AWS credentials or the state backend are missing."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -77,6 +78,17 @@ class FakeWorkspace:
                        "efs_dns_name": f"fs-{spec.region}.efs.{aws_region}.amazonaws.com",
                        "vpc_cidr": "10.100.0.0/16", "aws_region": aws_region,
                        "host_tag": {"key": "hadeploy:hosts", "value": f"demo-{spec.region}"}}
+            # As the program does: the primary creates the global database, a secondary
+            # joins it once the driver says it exists.
+            doc = json.loads(spec.inputs["hadeploy:deployment"])
+            primary = next(r["name"] for r in doc["regions"] if r["role"] == "primary")
+            if (doc.get("data") or {}).get("enabled") and (
+                    spec.region == primary
+                    or spec.inputs.get("hadeploy:globalDbReady") == "true"):
+                outputs.update(db_global_cluster_id="hd-demo",
+                               db_cluster_id=f"hd-demo-{spec.region}",
+                               db_endpoint=f"hd-demo-{spec.region}.cluster-x.rds",
+                               db_reader_endpoint=f"hd-demo-{spec.region}.cluster-ro-x.rds")
         self.stacks[spec.name] = outputs
         return outputs
 
@@ -115,6 +127,26 @@ def test_first_up_builds_regions_then_dns_with_a_second_pass_for_replication():
     assert ws.config("up", "demo-eu-west-1", 1)["hadeploy:peerEfsId"] == ""
     assert report.failed == {}
     assert [s.passes for s in report.stacks] == [2, 2, 1]
+
+
+def test_secondaries_join_the_global_database_in_a_second_pass_and_never_leave_it():
+    dep, settings = load(3, "warm", data=True)
+    ws = FakeWorkspace()
+    report = target(dep, settings, ws).up()
+    for region in ("eu-west-1", "ap-southeast-2"):
+        assert ws.config("up", f"demo-{region}", 0)["hadeploy:globalDbReady"] == "false"
+        assert ws.config("up", f"demo-{region}", 1)["hadeploy:globalDbReady"] == "true"
+    assert {r.name: r.data.cluster for r in report.topology.regions if r.data} == {
+        r.name: f"hd-demo-{r.name}" for r in dep.regions}
+    assert report.topology.data_primary_region.name == "us-east-1"
+    assert {n: r.db_cluster_id for n, r in report.operate.regions.items()} == {
+        r.name: f"hd-demo-{r.name}" for r in dep.regions}
+    # The primary's stack cannot be read (its region is down): a secondary that joined
+    # keeps its cluster in its program instead of deleting its copy of the data.
+    del ws.stacks["demo-us-east-1"]
+    ws.calls.clear()
+    target(dep, settings, ws).up()
+    assert ws.config("up", "demo-eu-west-1", 0)["hadeploy:globalDbReady"] == "true"
 
 
 def test_converged_up_is_one_pass_per_stack():

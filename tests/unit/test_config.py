@@ -37,8 +37,10 @@ def test_aws_target_is_a_valid_value():
     aws = yaml.safe_load(config.EXAMPLE_AWS)["aws"]
     dep = config.parse({**GOOD, "target": "aws", "aws": aws, "data": {"enabled": False}})
     assert dep.target is config.Target.AWS
+    # Aurora is billed per instance-hour: on aws the database tier is asked for explicitly.
     assert not config.parse({**{k: v for k, v in GOOD.items() if k != "data"},
-                             "target": "aws", "aws": aws}).data.enabled  # stateless on aws
+                             "target": "aws", "aws": aws}).data.enabled
+    assert config.parse(GOOD_AWS).data.enabled
 
 
 def _with(path: str, value, base=None):
@@ -292,9 +294,9 @@ REFUSED = {
     "target aws without aws section": (_with("target", "aws",
                                              {**GOOD, "data": {"enabled": False}}),
                                        "hadeploy.yaml: aws:", "aws:"),
-    "a database tier on target aws": (_with("target", "aws", GOOD_AWS | {"data": {}}),
-                                      "hadeploy.yaml: data.enabled: the aws target has no "
-                                      "database tier", "enabled: false"),
+    "bad Aurora instance class": (_with("aws.database.instance_class", "r6g.large",
+                                        GOOD_AWS), "aws.database.instance_class",
+                                  "db.r6g.large"),
     "dns.provider is no setting": (_with("dns.provider", "route53"), "dns.provider",
                                    "follows the target"),
     "dns.provider rfc2136": (_with("dns.provider", "rfc2136"), "dns.provider", "RFC 2136"),

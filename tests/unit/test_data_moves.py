@@ -191,7 +191,7 @@ def test_slots_are_read_on_the_leader_and_reported_per_region(monkeypatch):
             next(h.name for h in topo.region(name).of_kind(data.HostKind.DB)), "10.0.0.1",
             role="primary" if role == "primary" else "standby_leader", state="running")]))
         for name, role in views.items()})
-    doc = status.data_status(TOPO, 1.0, clusters.slots)
+    doc = status.data_status(TOPO, 1.0, status.DataReaders(slots=clusters.slots))
     assert [s.retained_bytes for s in doc["east"].slots or []] == [None, 16384]
     assert doc["west"].slots is None and "connection refused" in (doc["west"].slots_error or "")
     assert status.data_status(TOPO, 1.0)["east"].slots is None  # a target without a reader

@@ -22,12 +22,15 @@ from tests.infra_mock_program import (
     ASG,
     EFS,
     MOUNT_TARGET,
+    RDS_CLUSTER,
+    RDS_GLOBAL,
     RECORD,
     SG,
     SUBNET,
     build_graph,
     build_graphs,
     cluster_problems,
+    database_problems,
     deployment,
     dns_problems,
     global_scenario,
@@ -46,6 +49,9 @@ pytestmark = pytest.mark.slow
 STANDBYS = ("hot", "warm", "cold")
 DEPLOYMENTS: dict[str, dict[str, Any]] = {"1-hot": deployment(1)}
 DEPLOYMENTS.update({f"{n}-{s}": deployment(n, s) for n in (2, 3) for s in STANDBYS})
+DEPLOYMENTS["2-warm+data"] = deployment(2, "warm", data=True)
+DEPLOYMENTS["3-cold+data"] = deployment(3, "cold", data=True)
+DATA_NOT_JOINED = "2-warm+data/eu-west-1 before the global database exists"
 FIRST_PASS = "first-pass"  # the primary before its peer exists: no replication yet
 WEIGHTED = "3-weighted"
 PREVIEW = "2-warm/us-east-1 preview"
@@ -59,6 +65,8 @@ def graphs() -> dict[str, dict[str, Any]]:
     for key, dep in DEPLOYMENTS.items():
         scenarios.update(steady_scenarios(dep, prefix=f"{key}/"))
     scenarios[FIRST_PASS] = regional_scenario(DEPLOYMENTS["2-warm"], "us-east-1")
+    scenarios[DATA_NOT_JOINED] = regional_scenario(DEPLOYMENTS["2-warm+data"], "eu-west-1",
+                                                   peerReady=True, globalDbReady=False)
     scenarios[WEIGHTED] = global_scenario(deployment(3, "warm", mode="active-weighted"))
     scenarios[PREVIEW] = {**scenarios["2-warm/us-east-1"], "preview": True}
     # The stack projects as the plain pulumi CLI runs them: the deployment in stack config.
@@ -82,9 +90,33 @@ def test_regional_graph_keeps_every_invariant(graphs, key, region):
     assert regional_problems(graph, dep, region) == []
     # The graph is the real thing, not an empty shell: 50+ resources, all in one region.
     assert len([r for r in graph["resources"] if r["custom"]]) >= 50
+    with_data = bool(dep.get("data", {}).get("enabled"))
     assert {r["type"] for r in graph["resources"] if not r["custom"]} == {
         "hadeploy:network:Network", "hadeploy:cluster:AppCluster",
-        "hadeploy:storage:SharedStorage", "hadeploy:backups:Backups"}
+        "hadeploy:storage:SharedStorage", "hadeploy:backups:Backups",
+        *(["hadeploy:database:AuroraDatabase"] if with_data else [])}
+    assert bool(of_type(graph, RDS_CLUSTER)) == with_data
+
+
+def test_the_global_database_is_created_once_and_joined_by_every_other_region(graphs):
+    for key in ("2-warm+data", "3-cold+data"):
+        regions = [r["name"] for r in DEPLOYMENTS[key]["regions"]]
+        owners = [r for r in regions if of_type(graphs[f"{key}/{r}"], RDS_GLOBAL)]
+        assert owners == [regions[0]]  # the primary's stack, nobody else's
+        joined = {one(graphs[f"{key}/{r}"], RDS_CLUSTER)["inputs"]["globalClusterIdentifier"]
+                  for r in regions}
+        assert joined == {"hd-demo"}
+        # A secondary's cluster must not be replaced when Aurora sets its source itself.
+        secondary = one(graphs[f"{key}/{regions[1]}"], RDS_CLUSTER)
+        assert "replicationSourceIdentifier" in secondary["ignore_changes"]
+
+
+def test_a_secondary_joins_only_once_the_global_database_exists(graphs):
+    graph = graphs[DATA_NOT_JOINED]
+    dep = DEPLOYMENTS["2-warm+data"]
+    assert database_problems(graph, dep, "eu-west-1", joined=False) == []
+    assert not of_type(graph, RDS_CLUSTER) and graph["exports"]["db_cluster_id"] is None
+    assert database_problems(graph, dep, "eu-west-1") != []  # a joined one would be wrong
 
 
 @pytest.mark.parametrize("key", list(DEPLOYMENTS))
@@ -251,6 +283,54 @@ def _host_sg_from_world(g: dict[str, Any]) -> None:
 
 def _no_nat_in_one_az(g: dict[str, Any]) -> None:
     g["resources"].remove(of_type(g, "aws:ec2/natGateway:NatGateway")[-1])
+
+
+def _db_public(g: dict[str, Any]) -> None:
+    of_type(g, "aws:rds/clusterInstance:ClusterInstance")[0]["inputs"]["publiclyAccessible"] = True
+
+
+def _db_unencrypted(g: dict[str, Any]) -> None:
+    one(g, RDS_CLUSTER)["inputs"]["storageEncrypted"] = False
+
+
+def _db_open_to_vpc(g: dict[str, Any]) -> None:
+    sg = next(x for x in of_type(g, SG) if x["inputs"].get("description", "").startswith(
+        "hadeploy database"))
+    sg["inputs"]["ingress"][0]["cidrBlocks"] = ["10.0.0.0/8"]
+
+
+def _db_secondary_with_password(g: dict[str, Any]) -> None:
+    one(g, RDS_CLUSTER)["inputs"]["masterPassword"] = "hunter2"
+
+
+def _db_second_global(g: dict[str, Any]) -> None:
+    g["resources"].append({**copy.deepcopy(one(g, RDS_CLUSTER)), "type": RDS_GLOBAL,
+                           "name": "db-global", "custom": True})
+
+
+def _db_no_final_snapshot(g: dict[str, Any]) -> None:
+    one(g, RDS_CLUSTER)["inputs"]["skipFinalSnapshot"] = True
+
+
+BROKEN_DATABASE = {
+    "database instance public": _db_public,
+    "database unencrypted": _db_unencrypted,
+    "database open to a CIDR": _db_open_to_vpc,
+    "a secondary holds a password": _db_secondary_with_password,
+    "a secondary creates a global cluster": _db_second_global,
+    "no final snapshot": _db_no_final_snapshot,
+}
+
+
+@pytest.mark.parametrize("breakage", list(BROKEN_DATABASE))
+def test_database_checks_catch_a_broken_graph(graphs, breakage):
+    dep = DEPLOYMENTS["2-warm+data"]
+    graph = graphs["2-warm+data/eu-west-1"]
+    assert database_problems(graph, dep, "eu-west-1") == []
+    broken = copy.deepcopy(graph)
+    BROKEN_DATABASE[breakage](broken)
+    assert database_problems(broken, dep, "eu-west-1") != []
+    assert regional_problems(broken, dep, "eu-west-1") != []
 
 
 BROKEN_REGION: dict[str, tuple[Callable[[dict[str, Any]], None], Callable[..., list[str]]]] = {

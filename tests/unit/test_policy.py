@@ -30,12 +30,14 @@ from tests.infra_mock_program import (
 pytestmark = pytest.mark.slow
 
 DEP = deployment(2, "warm")
+DATA = deployment(2, "warm", data=True)
 
 
 @pytest.fixture(scope="module")
 def graphs() -> dict[str, dict[str, Any]]:
     scenarios = steady_scenarios(DEP, prefix="2-warm/")
     scenarios.update(steady_scenarios(deployment(1), prefix="1-hot/"))
+    scenarios.update(steady_scenarios(DATA, prefix="2-warm+data/"))
     return build_graphs(scenarios)
 
 
@@ -43,9 +45,10 @@ def policies_hit(graph: dict[str, Any]) -> set[str]:
     return {name for name, _ in run_policies(graph)}
 
 
-@pytest.mark.parametrize("stack", ["us-east-1", "eu-west-1", "global"])
+@pytest.mark.parametrize("stack", ["2-warm/us-east-1", "2-warm/eu-west-1", "2-warm/global",
+                                   "2-warm+data/us-east-1", "2-warm+data/eu-west-1"])
 def test_hadeploy_stacks_pass_every_policy(graphs, stack):
-    assert run_policies(graphs[f"2-warm/{stack}"]) == []
+    assert run_policies(graphs[stack]) == []
 
 
 def test_a_single_region_deployment_is_flagged_for_its_uncopied_backups(graphs):
@@ -124,7 +127,21 @@ def _two_primaries(g: dict[str, Any]) -> None:
     record["outputs"]["failoverRoutingPolicies"] = [{"type": "PRIMARY"}]
 
 
+def _db_public(g: dict[str, Any]) -> None:
+    of_type(g, "aws:rds/clusterInstance:ClusterInstance")[0]["inputs"][
+        "publiclyAccessible"] = True
+
+
+def _db_plain(g: dict[str, Any]) -> None:
+    cluster = one(g, "aws:rds/cluster:Cluster")["inputs"]
+    cluster.update(storageEncrypted=False, masterPassword="hunter2")
+
+
 VIOLATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None], set[str]]] = {
+    "database instance public": ("us-east-1+data", _db_public,
+                                 {"hadeploy-database-encrypted-private"}),
+    "database unencrypted, password in the stack": (
+        "eu-west-1+data", _db_plain, {"hadeploy-database-encrypted-private"}),
     "ssh open to the world": ("us-east-1", _world_ssh, {"hadeploy-world-ingress-only-alb-web"}),
     "database open to ::/0": ("us-east-1", _world_db_v6,
                               {"hadeploy-world-ingress-only-alb-web"}),
@@ -153,7 +170,8 @@ VIOLATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None], set[str]]] = 
 @pytest.mark.parametrize("violation", list(VIOLATIONS))
 def test_each_violation_is_caught_by_its_policy(graphs, violation):
     stack, break_it, expected = VIOLATIONS[violation]
-    graph = copy.deepcopy(graphs[f"2-warm/{stack}"])
+    region, _, data = stack.partition("+")
+    graph = copy.deepcopy(graphs[f"2-warm{'+data' if data else ''}/{region}"])
     # Resource policies see inputs, stack policies outputs: one dict, so a break hits both.
     for r in graph["resources"]:
         r["inputs"] = r["outputs"] = {**r["outputs"], **r["inputs"]}
@@ -187,5 +205,5 @@ def test_policy_names_are_unique_and_documented():
     from hadeploy.infra.policy import POLICIES
 
     names = [p.name for p in POLICIES]
-    assert len(names) == len(set(names)) == 7
+    assert len(names) == len(set(names)) == 8
     assert all(p.description and p.enforcement_level is not None for p in POLICIES)

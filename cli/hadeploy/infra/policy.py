@@ -38,6 +38,8 @@ ASG = "aws:autoscaling/group:Group"
 SUBNET = "aws:ec2/subnet:Subnet"
 LB = "aws:lb/loadBalancer:LoadBalancer"
 EFS = "aws:efs/fileSystem:FileSystem"
+RDS_CLUSTER = "aws:rds/cluster:Cluster"
+RDS_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
 MOUNT_TARGET = "aws:efs/mountTarget:MountTarget"
 BACKUP_PLAN = "aws:backup/plan:Plan"
 RECORD = "aws:route53/record:Record"
@@ -134,6 +136,18 @@ def _validate_efs_encrypted(args: ResourceValidationArgs, report: ReportViolatio
         report(f"EFS file system {args.name} is not encrypted at rest", None)
 
 
+def _validate_database(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props = args.props
+    if args.resource_type == RDS_CLUSTER:
+        if props.get("storageEncrypted") is not True:
+            report(f"database cluster {args.name} is not encrypted at rest", None)
+        if props.get("masterPassword"):
+            report(f"database cluster {args.name} has its password in the stack (use "
+                   "manageMasterUserPassword)", None)
+    elif args.resource_type == RDS_INSTANCE and props.get("publiclyAccessible") is True:
+        report(f"database instance {args.name} is publicly accessible", None)
+
+
 def _validate_backup_copy(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != BACKUP_PLAN:
         return
@@ -161,6 +175,11 @@ EFS_ENCRYPTED = ResourceValidationPolicy(
     name="hadeploy-efs-encrypted",
     description="EFS file systems are encrypted at rest.",
     enforcement_level=EnforcementLevel.MANDATORY, validate=_validate_efs_encrypted)
+DATABASE = ResourceValidationPolicy(
+    name="hadeploy-database-encrypted-private",
+    description="Database clusters are encrypted at rest with no password in the stack; "
+    "no database instance is publicly accessible.",
+    enforcement_level=EnforcementLevel.MANDATORY, validate=_validate_database)
 BACKUP_COPY = ResourceValidationPolicy(
     name="hadeploy-backup-copies-to-another-region",
     description="Every backup plan rule copies recovery points to a vault in another region.",
@@ -246,7 +265,7 @@ FAILOVER_PAIRS = StackValidationPolicy(
     enforcement_level=EnforcementLevel.MANDATORY, validate=_validate_failover_pairs)
 
 RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
-    SECURITY_GROUPS, HOT_ASG_MIN, EFS_ENCRYPTED, BACKUP_COPY]
+    SECURITY_GROUPS, HOT_ASG_MIN, EFS_ENCRYPTED, DATABASE, BACKUP_COPY]
 STACK_POLICIES: list[StackValidationPolicy] = [MULTI_AZ, EFS_EVERY_AZ, FAILOVER_PAIRS]
 POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
     *RESOURCE_POLICIES, *STACK_POLICIES]

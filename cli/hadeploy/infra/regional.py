@@ -2,7 +2,8 @@
 
 Every resource uses the region's explicit ``aws.Provider`` (inherited through the
 components). Values about the peer region are plain strings from configuration or from the
-driver's stack config (``hadeploy:peerReady``, ``hadeploy:peerEfsId``) — never stack
+driver's stack config (``hadeploy:peerReady``, ``hadeploy:peerEfsId``,
+``hadeploy:globalDbReady``) — never stack
 references — so a region builds, and is destroyed, while its peer is down.
 """
 
@@ -18,6 +19,7 @@ import pulumi_aws as aws  # noqa: TID253
 from hadeploy.config import AwsSettings, Deployment
 from hadeploy.infra.backups import Backups, BackupsArgs
 from hadeploy.infra.cluster import AppCluster, AppClusterArgs
+from hadeploy.infra.database import AuroraDatabase, AuroraDatabaseArgs
 from hadeploy.infra.network import Network, NetworkArgs
 from hadeploy.infra.settings import (
     CONFIG_NAMESPACE,
@@ -39,13 +41,16 @@ class RegionalInputs:
     app_secret: pulumi.Input[str]  # made a Pulumi secret by the program
     peer_ready: bool = False  # the peer's bucket exists: S3 replication can target it
     peer_efs_id: str | None = None  # the peer's file system: the writer replicates into it
+    # The primary region's global database exists: a secondary region's cluster can join it.
+    global_db_ready: bool = False
 
 
 def read_inputs() -> RegionalInputs:
     cfg = pulumi.Config(CONFIG_NAMESPACE)
     return RegionalInputs(app_secret=cfg.require_secret("appSecret"),
                           peer_ready=cfg.get_bool("peerReady") or False,
-                          peer_efs_id=cfg.get("peerEfsId") or None)
+                          peer_efs_id=cfg.get("peerEfsId") or None,
+                          global_db_ready=cfg.get_bool("globalDbReady") or False)
 
 
 def deployment_from_stack_config() -> tuple[Deployment, AwsSettings]:
@@ -114,6 +119,12 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
         copy_vault_arn=plan.copy_vault_arn, copy_retention_days=plan.copy_retention_days,
         replicate_to_bucket_arn=(plan.peer.bucket_arn if plan.peer and plan.s3_replication
                                  and inputs.peer_ready else None)), opts=in_region)
+    database = None
+    if plan.database is not None and (plan.database.creates_global or inputs.global_db_ready):
+        database = AuroraDatabase("db", AuroraDatabaseArgs(
+            plan=plan.database, vpc_id=network.vpc.id, subnet_ids=network.private_subnet_ids,
+            host_security_group_id=cluster.host_security_group.id,
+            deletion_protection=plan.deletion_protection), opts=in_region)
     return {
         "region": plan.name,
         "aws_region": plan.aws_region,
@@ -138,4 +149,9 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
         "artifacts_replicating_to": (plan.peer.bucket_arn if backups.replication is not None
                                      and plan.peer else None),
         "app_secret_parameter": secret.name,
+        "db_global_cluster_id": plan.database.global_id if database and plan.database
+        else None,
+        "db_cluster_id": database.cluster.cluster_identifier if database else None,
+        "db_endpoint": database.cluster.endpoint if database else None,
+        "db_reader_endpoint": database.cluster.reader_endpoint if database else None,
     }

@@ -46,6 +46,27 @@ class PeerPlan:
 
 
 @dataclass(frozen=True)
+class DatabasePlan:
+    """This region's member of the deployment's Aurora PostgreSQL Global Database."""
+
+    global_id: str  # the global cluster (created by the primary region's stack)
+    cluster_id: str  # this region's cluster
+    creates_global: bool  # the primary region's stack owns the global cluster
+    instance_class: str
+    instances: int
+    engine_version: str
+    backup_retention_days: int
+
+
+def global_cluster_id(deployment: str) -> str:
+    return f"hd-{deployment}"
+
+
+def db_cluster_id(deployment: str, region: str) -> str:
+    return f"hd-{deployment}-{region}"
+
+
+@dataclass(frozen=True)
 class RegionPlan:
     deployment: str
     name: str
@@ -80,6 +101,7 @@ class RegionPlan:
     health_interval: int
     unhealthy_threshold: int
     deletion_protection: bool
+    database: DatabasePlan | None = None  # None: no database tier (data.enabled false)
 
     @property
     def stack_name(self) -> str:
@@ -227,7 +249,15 @@ def plan_region(dep: Deployment, settings: AwsSettings, name: str) -> RegionPlan
         app_port=dep.app.port, health_path=dep.app.health_path,
         health_interval=clamp(round(dep.failover.probe_interval), 5, 300),
         unhealthy_threshold=clamp(dep.failover.failure_threshold, 2, 10),
-        deletion_protection=settings.deletion_protection)
+        deletion_protection=settings.deletion_protection,
+        database=DatabasePlan(
+            global_id=global_cluster_id(dep.name), cluster_id=db_cluster_id(dep.name, name),
+            creates_global=region.role.value == "primary",
+            instance_class=settings.database.instance_class,
+            instances=settings.database.instances,
+            engine_version=settings.database.engine_version,
+            backup_retention_days=settings.database.backup_retention_days,
+        ) if dep.data.enabled else None)
 
 
 def stack_ref(settings: AwsSettings, deployment: str, region: str) -> str:

@@ -43,13 +43,17 @@ from hadeploy.infra.settings import (
 from hadeploy.targets.aws.ops import OperateDoc, RegionOperate
 from hadeploy.topology import (
     DnsEndpoint,
+    Endpoint,
     Host,
     HostKind,
+    RegionData,
     RegionTopology,
     SharedStorage,
     StorageType,
     Topology,
 )
+
+POSTGRES_PORT = 5432  # Aurora PostgreSQL (hadeploy.infra.database; pulumi is not imported)
 
 Log = Callable[[str], None]
 HostLister = Callable[[str, str, str, str], list[Host]]  # (region, aws_region, key, value)
@@ -331,7 +335,9 @@ def operate_doc(dep: Deployment, settings: AwsSettings,
             health_check_id=checks.get(region.name), asg_name=out.get("asg_name"),
             target_group_arn=out.get("target_group_arn"),
             https_listener_arn=out.get("https_listener_arn"),
-            hosts=int(out.get("hosts") or region.hosts), standby=region.standby.value)
+            hosts=int(out.get("hosts") or region.hosts), standby=region.standby.value,
+            db_cluster_id=out.get("db_cluster_id"),
+            db_global_cluster_id=out.get("db_global_cluster_id"))
     return OperateDoc(zone=dep.dns.zone, zone_id=glob.get("zone_id"), record=dep.dns.record,
                       ttl=dep.dns.ttl,
                       mode=route53_mode(str(glob.get("mode") or settings.mode), len(regions)),
@@ -387,7 +393,8 @@ class Stacks:
         data.setdefault("aws", self.settings.model_dump(mode="json", exclude_defaults=True))
         return json.dumps(data, sort_keys=True)
 
-    def regional_spec(self, region: str, peer_outputs: Mapping[str, Any] | None) -> StackSpec:
+    def regional_spec(self, region: str, peer_outputs: Mapping[str, Any] | None,
+                      global_db_ready: bool = False) -> StackSpec:
         plan = plan_region(self.dep, self.settings, region)
         peer_efs = ""
         if plan.writer and plan.efs_replication and peer_outputs:
@@ -395,7 +402,8 @@ class Stacks:
         inputs = {"aws:region": plan.aws_region, "hadeploy:region": region,
                   "hadeploy:deployment": self._deployment_json(),
                   "hadeploy:peerReady": "true" if peer_outputs else "false",
-                  "hadeploy:peerEfsId": peer_efs}
+                  "hadeploy:peerEfsId": peer_efs,
+                  "hadeploy:globalDbReady": "true" if global_db_ready else "false"}
         dep, settings, secret = self.dep, self.settings, self._app_secret
 
         def program() -> None:
@@ -403,7 +411,7 @@ class Stacks:
 
             regional_program(dep, region, settings, RegionalInputs(
                 app_secret=secret(), peer_ready=peer_outputs is not None,
-                peer_efs_id=peer_efs or None))
+                peer_efs_id=peer_efs or None, global_db_ready=global_db_ready))
 
         return StackSpec(REGIONAL_PROJECT, plan.stack_name, program, inputs, region)
 
@@ -435,9 +443,19 @@ class Stacks:
                        for r in regions}
             return {r: f.result() for r, f in futures.items()}
 
+    def _global_db_ready(self, region: str,
+                         known: Mapping[str, Mapping[str, Any] | None]) -> bool:
+        """A secondary region's cluster can join the global database once the primary
+        region's stack created it — and, once joined, stays in its program whatever the
+        primary's stack says now (a primary region that is down must not make a secondary
+        drop its copy of the data)."""
+        return any((known.get(r) or {}).get("db_cluster_id")
+                   for r in (self.dep.primary.name, region))
+
     def _run_regional(self, action: str, region: str,
-                      peer_outputs: Mapping[str, Any] | None) -> StackResult:
-        spec = self.regional_spec(region, peer_outputs)
+                      peer_outputs: Mapping[str, Any] | None,
+                      global_db_ready: bool = False) -> StackResult:
+        spec = self.regional_spec(region, peer_outputs, global_db_ready)
         self._say(f"{action} {spec.name}")
         try:
             if action == "preview":
@@ -454,7 +472,8 @@ class Stacks:
             for region in regions:
                 peer = self._peer(region)
                 futures[region] = pool.submit(self._run_regional, action, region,
-                                              known.get(peer) if peer else None)
+                                              known.get(peer) if peer else None,
+                                              self._global_db_ready(region, known))
             return {r: f.result() for r, f in futures.items()}
 
     # -- operations --
@@ -468,11 +487,14 @@ class Stacks:
         results = self._regional_round("up", regions, before)
         now: dict[str, Mapping[str, Any] | None] = {
             r: (results[r].outputs if results[r].ok else before.get(r)) for r in regions}
-        again = [r for r in regions if results[r].ok and (p := self._peer(r)) is not None
-                 and not before.get(p) and now.get(p)]
+        again = [r for r in regions if results[r].ok and (
+            ((p := self._peer(r)) is not None and not before.get(p) and now.get(p))
+            or (self.dep.data.enabled and r != self.dep.primary.name
+                and not self._global_db_ready(r, before)
+                and self._global_db_ready(r, now)))]
         if again:
-            self._say(f"second pass for {', '.join(again)}: their peer region now exists "
-                      "(replication)")
+            self._say(f"second pass for {', '.join(again)}: their peer region (replication) "
+                      "or the global database now exists")
             for region, result in self._regional_round("up", again, now).items():
                 result.passes = 2
                 results[region] = result
@@ -577,11 +599,18 @@ class Stacks:
             if tag:
                 hosts = lister(region.name, str(out.get("aws_region", region.aws_region)),
                                str(tag["key"]), str(tag["value"]))
+            data = None
+            if out.get("db_cluster_id") and out.get("db_endpoint"):
+                data = RegionData(str(out["db_cluster_id"]),
+                                  Endpoint(str(out["db_endpoint"]), POSTGRES_PORT),
+                                  Endpoint(str(out.get("db_reader_endpoint")
+                                               or out["db_endpoint"]), POSTGRES_PORT))
             regions.append(RegionTopology(
                 name=region.name, role=region.role, standby=region.standby,
                 vip=alb, url=f"https://{alb}", subnet=str(out.get("vpc_cidr", "")), router_id=0,
                 storage=SharedStorage(StorageType.EFS, str(out["efs_dns_name"])),
-                hosts=tuple(hosts)))
+                hosts=tuple(hosts), data=data,
+                data_primary=data is not None and region.role.value == "primary"))
         servers = list((global_outputs or {}).get("name_servers") or [])
         dns = DnsEndpoint(str(servers[0]).rstrip(".") if servers else "route53", 53,
                           self.dep.dns.zone, self.dep.dns.record, self.dep.dns.ttl)

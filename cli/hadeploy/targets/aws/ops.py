@@ -53,6 +53,8 @@ class RegionOperate(_Doc):
     https_listener_arn: str | None = None
     hosts: int
     standby: Literal["hot", "warm", "cold"]
+    db_cluster_id: str | None = None  # the region's Aurora cluster (a database tier)
+    db_global_cluster_id: str | None = None
 
 
 class OperateDoc(_Doc):
@@ -113,14 +115,23 @@ class AwsRegionOps:
     # New instances of a cold region boot, run cloud-init and pass the ALB's health check:
     # minutes, not seconds (the engine reads this; the lab's default is 60 s).
     prepare_timeout = 600.0
-    data: DataOps | None = None  # the aws database tier is not operated by hadeploy yet
 
     def __init__(self, dep: Deployment, state: StateDir, doc: OperateDoc,
                  client_factory: ClientFactory | None = None,
-                 endpoint_url: str | None = None, poll: float = 5.0) -> None:
+                 endpoint_url: str | None = None, poll: float = 5.0,
+                 topo: Topology | None = None) -> None:
         self.dep, self.state, self.doc = dep, state, doc
         self.clients = client_factory or boto3_client_factory(endpoint_url)
         self.poll = poll
+        self.data: DataOps | None = None
+        clusters = {name: (r.aws_region, r.db_cluster_id) for name, r in doc.regions.items()
+                    if r.db_cluster_id}
+        global_id = next((r.db_global_cluster_id for r in doc.regions.values()
+                          if r.db_global_cluster_id), None)
+        if topo is not None and dep.data.enabled and clusters and global_id:
+            from hadeploy.targets.aws.data import AuroraGlobal
+
+            self.data = AuroraGlobal(topo, global_id, clusters, self.clients, poll=poll)
 
     def _region(self, name: str) -> RegionOperate | None:
         return self.doc.regions.get(name)

@@ -26,7 +26,7 @@ from hadeploy.dns.base import DnsProvider
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import ProbeResult
 from hadeploy.state import StateDir, StateError, load_model, read_text
-from hadeploy.status import StatusDoc, collect
+from hadeploy.status import DataReaders, StatusDoc, collect
 from hadeploy.targets import ApplyHooks, Change, Desired, Plan, Runtime
 from hadeploy.targets.aws.ops import AwsRegionOps, OperateDoc, Route53Checkers
 from hadeploy.topology import Host, HostKind, RegionTopology, Topology
@@ -199,14 +199,17 @@ class AwsTarget:
             provider: DnsProvider = route53_provider(doc, endpoint)
             return provider
 
-        def ops(_topo: Topology) -> AwsRegionOps:
-            return AwsRegionOps(self.dep, self.state, doc, endpoint_url=endpoint)
+        def ops(topo: Topology) -> AwsRegionOps:
+            return AwsRegionOps(self.dep, self.state, doc, endpoint_url=endpoint, topo=topo)
 
         def status(timeout: float) -> StatusDoc:
             topo = self.topology()
-            topo, health = live_hosts(topo, ops(topo), timeout)
+            region_ops = ops(topo)
+            topo, health = live_hosts(topo, region_ops, timeout)
             return collect(topo, self.dep, self.state.path, timeout=timeout, dns=dns(topo),
-                           host_health=health)
+                           host_health=health,
+                           data=DataReaders(observe=region_ops.data.observe)
+                           if region_ops.data is not None else None)
 
         extra = None
         if os.environ.get(ROUTE53_VOTES_ENV, "1") != "0":

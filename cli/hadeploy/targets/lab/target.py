@@ -28,7 +28,7 @@ from hadeploy.data import DataState
 from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import StateDir, write_if_changed
-from hadeploy.status import StatusDoc, collect, host_url
+from hadeploy.status import DataReaders, StatusDoc, collect, host_url
 from hadeploy.targets import ApplyHooks, Change, Desired, Plan, Runtime
 from hadeploy.targets.lab import image, knot, naming, podman
 from hadeploy.topology import Host, HostKind, RegionTopology, Topology, region_group
@@ -798,7 +798,8 @@ class LabTarget:
             return collect(topo, self.dep, self.state.path, timeout=timeout,
                            dns=self.dns_provider(topo),
                            container_states=container_states(self.dep.name),
-                           slots=data.slots if data is not None else None)
+                           data=DataReaders(slots=data.slots) if data is not None
+                           else None)
 
         return Runtime(topology=self.topology, dns=self.dns_provider,
                        region_ops=lambda topo: LabRegionOps(self, topo), status=status)
