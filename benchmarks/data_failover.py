@@ -61,8 +61,8 @@ def podman(*args: str) -> str:
                           check=True, timeout=120).stdout
 
 
-def writer(tag: str, gap: float = 0.02) -> Writer:
-    return Writer(tag, resolver(ZONE, DNS), gap)
+def writer(tag: str, gap: float = 0.02, timeout: float = 3.0) -> Writer:
+    return Writer(tag, resolver(ZONE, DNS), gap, timeout)
 
 
 def lost_in(items: list[str], region: str) -> int:
@@ -158,7 +158,9 @@ def crash(lab: Lab) -> dict:
                              stderr=subprocess.DEVNULL)
     try:
         time.sleep(5)  # watch observes the database tier every round
-        with writer("crash") as w:
+        # A request to the dead region's address hangs until its timeout: keep it short
+        # (1 s), or the client's own wait would be counted as the deployment's RTO.
+        with writer("crash", timeout=1.0) as w:
             time.sleep(3)
             killed = time.time()
             podman("kill", *region_containers(old))
@@ -169,13 +171,22 @@ def crash(lab: Lab) -> dict:
     finally:
         watch.terminate()
         watch.wait(30)
+    from hadeploy.state import parse_time
+
     audit = [json.loads(line) for line in
              (lab.work / "state" / NAME / "audit.jsonl").read_text().splitlines()]
     done = [a for a in audit if a["operation"] == "failover" and a.get("result") == "done"
             and a.get("to") == new and (a.get("data") or {}).get("mode") == "failover"]
+    down = [a for a in audit if str(a.get("decision", "")).startswith(f"region {old} is down")
+            and parse_time(a["at"]) > killed]
     first = w.acked_after(killed, new)
     result = {"from": old, "to": new, "failed_over": bool(done), "lost": lost_in(w.ids, new),
               "acked": len(w.acked), "estimate": done[-1]["data"]["estimate"] if done else None,
+              "detected_after_s": round(parse_time(down[0]["at"]) - killed, 2) if down
+              else None,
+              "failover_done_after_s": round(parse_time(done[-1]["at"]) - killed, 2) if done
+              else None,
+              "failover_phases": done[-1]["phases"] if done else None,
               "client_rto_s": None if first is None else round(first - killed, 2)}
     podman("start", *region_containers(old, every=True))
     start = time.monotonic()
@@ -209,7 +220,9 @@ def markdown(doc: dict) -> str:
     est = c["estimate"] or {}
     lines += ["", f"Crash of {c['from']} (every container killed) with `watch` running: failed"
               f" over {c['failed_over']}, lost {c['lost']} acknowledged writes against an "
-              f"estimate of {est.get('seconds')} s / {est.get('bytes')} B; first write "
+              f"estimate of {est.get('seconds')} s / {est.get('bytes')} B; down by quorum "
+              f"after {c['detected_after_s']} s, failover done after "
+              f"{c['failover_done_after_s']} s (phases {c['failover_phases']}); first write "
               f"acknowledged by {c['to']} {c['client_rto_s']} s after the kill; `up` rejoined "
               f"{c['from']} in {c['rejoin_up_s']} s; failback lost {c['failback']['lost']}."]
     return "\n".join(lines) + "\n"
