@@ -32,18 +32,11 @@ from typing import Any
 from hadeploy import patroni
 from hadeploy.data import DataState, Slot, wait_for
 from hadeploy.errors import ExitCode, HadeployError
+from hadeploy.targets.aws.ops import error_text
 from hadeploy.topology import RegionTopology, Topology
 
 # (service, aws_region, timeout) -> boto3 client: hadeploy.targets.aws.ops.ClientFactory
 Clients = Any
-
-
-def _why(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        err = response.get("Error", {})
-        return f"{err.get('Code', type(exc).__name__)}: {err.get('Message', '')}".strip(": ")
-    return f"{type(exc).__name__}: {exc}".strip(": ")
 
 
 class AuroraGlobal:
@@ -69,7 +62,7 @@ class AuroraGlobal:
                 found = self._rds(region).describe_global_clusters(
                     GlobalClusterIdentifier=self.global_id)["GlobalClusters"]
             except Exception as exc:  # a dead region: ask the next one
-                errors.append(f"{region}: {_why(exc)}")
+                errors.append(f"{region}: {error_text(exc)}")
                 continue
             members = found[0].get("GlobalClusterMembers", []) if found else []
             return {m["DBClusterArn"]: bool(m.get("IsWriter")) for m in members}, None
@@ -82,7 +75,7 @@ class AuroraGlobal:
             found = self._rds(region).describe_db_clusters(
                 DBClusterIdentifier=cluster_id)["DBClusters"]
         except Exception as exc:
-            return None, _why(exc)
+            return None, error_text(exc)
         if not found:
             return None, "no such cluster"
         status = str(found[0].get("Status"))

@@ -89,7 +89,8 @@ def boto3_client_factory(endpoint_url: str | None = None) -> ClientFactory:
     return make
 
 
-def _why(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """A boto3 error as "<Code>: <Message>" (any other exception: its type and text)."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         err = response.get("Error", {})
@@ -173,7 +174,7 @@ class AwsRegionOps:
                         "StatusCode": "503", "ContentType": "text/plain",
                         "MessageBody": FENCE_BODY}}])
         except Exception as exc:  # a burning region: report, never raise
-            return f"unreachable, recorded as fenced ({_why(exc)})"
+            return f"unreachable, recorded as fenced ({error_text(exc)})"
         if len(priorities) == 2:
             return "already fenced (listener rules answer 503 to all but GET/HEAD)"
         return "fenced (listener rules answer 503 to all but GET/HEAD)"
@@ -189,7 +190,7 @@ class AwsRegionOps:
             for rule in self._fence_rules(elb, listener):
                 elb.delete_rule(RuleArn=rule["RuleArn"])
         except Exception as exc:
-            return _why(exc)
+            return error_text(exc)
         return None
 
     # -- prepare -----------------------------------------------------------------------
@@ -216,7 +217,7 @@ class AwsRegionOps:
                     scaled = True
                 self.state.set_region_flag("promoted", region.name, True)
             except Exception as exc:
-                actions.append(f"could not scale up {region.name}: {_why(exc)}")
+                actions.append(f"could not scale up {region.name}: {error_text(exc)}")
         if region.fenced:
             failure = self.unfence(region, min(timeout, 10.0))
             if failure is None:
@@ -250,7 +251,7 @@ class AwsRegionOps:
                             f"after {time.monotonic() - start:.1f} s")
                 last = f"{len(states)} target(s), none healthy"
             except Exception as exc:
-                last = _why(exc)
+                last = error_text(exc)
             if time.monotonic() - start >= timeout:
                 return f"{region.name} has no healthy target after {timeout:.0f} s ({last})"
             time.sleep(self.poll)
