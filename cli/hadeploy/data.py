@@ -14,6 +14,8 @@ primary, so that age is never stale for lack of writes).
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +123,27 @@ SLOTS_SQL = ("SELECT slot_name, active, coalesce(wal_status, ''), coalesce(pg_wa
              "FROM pg_replication_slots ORDER BY slot_name")
 
 
+INTEGRITY_RESULT = "/var/lib/postgresql/hadeploy-integrity.json"  # roles/postgresql
+CHECKSUM_SQL = "SELECT coalesce(sum(checksum_failures), 0) FROM pg_stat_database"
+# The last check's JSON (or null), then the live checksum failure count: one command.
+INTEGRITY_READ = (f"cat {INTEGRITY_RESULT} 2>/dev/null || echo null; "
+                  + shlex.join([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-d", "hadeploy",
+                                "-c", CHECKSUM_SQL]))
+
+
+@dataclass(frozen=True)
+class Integrity:
+    checked_at: str | None  # the last scheduled check (None: never ran on this leader)
+    ok: bool | None
+    findings: list[str]  # what pg_amcheck reported (the first 20 lines)
+    checksum_failures: int  # PostgreSQL's live count of data-checksum failures
+    error: str | None = None  # the check could not run
+
+    @property
+    def corrupt(self) -> bool:
+        return self.ok is False or self.checksum_failures > 0
+
+
 @dataclass(frozen=True)
 class Slot:
     name: str
@@ -189,6 +212,27 @@ class Clusters:
                 slots.append(Slot(name, active == "t", wal_status or None,
                                   int(retained) if retained else None))
         return slots
+
+    def integrity(self, region: RegionTopology, leader: str) -> Integrity:
+        """The last scheduled integrity check (pg_amcheck, written by the hosts' timer) and
+        PostgreSQL's live data-checksum failure count, read on ``leader``."""
+        rc, out = self.run(self._host(region, leader), ["sh", "-c", INTEGRITY_READ],
+                           user="postgres", timeout=self.timeout)
+        lines = out.strip().splitlines()
+        if rc != 0 or len(lines) < 2:
+            raise HadeployError(f"reading the integrity check on {leader} failed: "
+                                f"{out.strip()[:200]}", code=ExitCode.FAILED)
+        try:
+            last = json.loads(lines[0])
+            live = int(lines[-1])
+        except ValueError as exc:
+            raise HadeployError(f"the integrity check on {leader} left an unreadable "
+                                f"result: {exc}", code=ExitCode.FAILED) from None
+        if not isinstance(last, dict):
+            return Integrity(None, None, [], live, None)
+        return Integrity(str(last.get("at")), last.get("ok") is True,
+                         [str(f) for f in last.get("findings") or []], live,
+                         last.get("error"))
 
     def controldata(self, host: Host) -> dict[str, str]:
         rc, out = self.run(host, [f"{PG_BIN}/pg_controldata", PG_DATA], user="postgres",

@@ -19,7 +19,7 @@ from hadeploy.health import ProbeResult, probe_many
 from hadeploy.topology import HostKind, RegionTopology, Topology
 
 if TYPE_CHECKING:
-    from hadeploy.data import DataState, Slot
+    from hadeploy.data import DataState, Integrity, Slot
 
 LB_HEALTH_PATH = "/lb-health"  # haproxy's monitor-uri (roles/haproxy)
 LB_HEADER = "x-hadeploy-lb"  # set by haproxy on every response (roles/haproxy)
@@ -73,6 +73,14 @@ class SlotStatus(_Doc):
     retained_bytes: int | None  # WAL the slot keeps on the leader's disk
 
 
+class IntegrityStatus(_Doc):
+    checked_at: str | None  # the last scheduled pg_amcheck on the leader (None: never)
+    ok: bool | None  # that check found nothing (None: never ran, or unreadable)
+    findings: list[str]  # what it reported
+    checksum_failures: int | None  # PostgreSQL's live data-checksum failure count
+    error: str | None  # the check, or reading it, failed
+
+
 class DataStatus(_Doc):
     """A region's database cluster (regions[].data)."""
 
@@ -87,6 +95,8 @@ class DataStatus(_Doc):
     # Replication slots on the leader; None when they could not be read (the error says why).
     slots: list[SlotStatus] | None = None
     slots_error: str | None = None
+    # Corruption checks on the leader: None when the target cannot read them (aws).
+    integrity: IntegrityStatus | None = None
 
 
 class RegionStatus(_Doc):
@@ -151,6 +161,7 @@ class DataReaders:
 
     observe: Callable[[], dict[str, DataState]] | None = None
     slots: SlotReader | None = None
+    integrity: Callable[[RegionTopology, str], Integrity] | None = None
 
 
 def data_status(topo: Topology, timeout: float,
@@ -176,8 +187,25 @@ def data_status(topo: Topology, timeout: float,
         except Exception as exc:  # reported in the document, never fatal to status
             return None, f"{type(exc).__name__}: {str(exc).strip()[:200]}"
 
-    with ThreadPoolExecutor(max_workers=max(1, len(observed))) as pool:
-        slot_docs = dict(zip(observed, pool.map(read_slots, observed), strict=True))
+    def read_integrity(name: str) -> IntegrityStatus | None:
+        leader = observed[name].view.leader
+        if readers.integrity is None or leader is None:
+            return None
+        try:
+            found = readers.integrity(topo.region(name), leader.name)
+        except Exception as exc:  # reported in the document, never fatal to status
+            return IntegrityStatus(checked_at=None, ok=None, findings=[],
+                                   checksum_failures=None,
+                                   error=f"{type(exc).__name__}: {str(exc).strip()[:200]}")
+        return IntegrityStatus(checked_at=found.checked_at, ok=found.ok,
+                               findings=found.findings,
+                               checksum_failures=found.checksum_failures, error=found.error)
+
+    with ThreadPoolExecutor(max_workers=max(1, 2 * len(observed))) as pool:
+        slot_futures = {n: pool.submit(read_slots, n) for n in observed}
+        integrity_futures = {n: pool.submit(read_integrity, n) for n in observed}
+        slot_docs = {n: f.result() for n, f in slot_futures.items()}
+        integrity_docs = {n: f.result() for n, f in integrity_futures.items()}
     out = {}
     for name, state in observed.items():
         leader = state.view.leader
@@ -188,7 +216,8 @@ def data_status(topo: Topology, timeout: float,
             members=[DataMemberStatus(name=m.name, role=m.role, state=m.state,
                                       position=m.position, error=m.error)
                      for m in state.view.members],
-            slots=slot_docs[name][0], slots_error=slot_docs[name][1])
+            slots=slot_docs[name][0], slots_error=slot_docs[name][1],
+            integrity=integrity_docs[name])
     return out
 
 
@@ -251,8 +280,26 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         and len(active) == 1,
         degraded=any(not h.healthy and not (h.standby and h.container != "running")
                      for r in regions for h in r.hosts)
-        or any(r.data is not None and r.data.role in ("down", "unknown") for r in regions),
+        or any(r.data is not None and r.data.role in ("down", "unknown") for r in regions)
+        or any(r.data is not None and r.data.integrity is not None and (
+            r.data.integrity.ok is False or (r.data.integrity.checksum_failures or 0) > 0)
+            for r in regions),
         history_error=history_error, dns=dns_doc, regions=regions)
+
+
+def _integrity_line(check: dict[str, Any]) -> tuple[str, str]:
+    """The status line of a leader's corruption checks, and its style."""
+    failures = check.get("checksum_failures") or 0
+    if check.get("ok") is False or failures:
+        what = "; ".join([*check.get("findings", [])[:2],
+                          *([f"{failures} data-checksum failure(s)"] if failures else []),
+                          *([check["error"]] if check.get("error") else [])])
+        return f"      integrity: CORRUPTION ({what[:300]})", "red"
+    if check.get("error"):
+        return f"      integrity: unknown ({check['error']})", "yellow"
+    if check.get("checked_at") is None:
+        return "      integrity: not checked yet (pg_amcheck runs on a timer)", "dim"
+    return f"      integrity: ok (pg_amcheck at {check['checked_at']})", "dim"
 
 
 def _history(state: Path, regions: list[str]) -> tuple[dict[str, Any], str | None]:
@@ -323,6 +370,9 @@ def render_text(status: StatusDoc) -> Any:
                                   "dim" if slot["active"] else "yellow"))
             if data.get("slots_error"):
                 lines.append(Text(f"      slots: unknown ({data['slots_error']})", "yellow"))
+            check = data.get("integrity")
+            if check:
+                lines.append(Text(*_integrity_line(check)))
         hist = region.get("history") or {}
         if hist.get("vantages"):
             parts = [f"{v} {d['availability'] * 100:.1f}% of {d['probes']}"

@@ -10,12 +10,14 @@ The tests run in file order on one deployment, which is removed at the end.
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.client
 import json
 import os
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,12 @@ class Ctx:
         r = self.cli(*args, "--json")
         assert r.rc == 0, f"hadeploy {' '.join(args)} failed ({r.rc}):\n{r.err}"
         return json.loads(r.out)
+
+    def restapi_password(self) -> str:
+        """Patroni's REST API password (unsafe calls need it), from the state directory."""
+        from hadeploy.dbsecrets import load_passwords
+
+        return load_passwords(self.work / "state" / NAME)["restapi"]
 
     def data(self) -> dict[str, dict]:
         r = self.cli("status", "--json")
@@ -259,6 +267,58 @@ def test_the_old_primary_comes_back_fenced_and_rejoins_with_a_salvage_copy(lab):
     assert lab.data()["east"]["role"] == "primary"
     status, _ = request(VIP["east"], "POST", "/items", {"id": "after-everything"})
     assert status == 201
+
+
+def psql(host: str, sql: str) -> str:
+    return podman("exec", "-u", "postgres", host, "/usr/lib/postgresql/15/bin/psql", "-X",
+                  "-q", "-A", "-t", "-d", "hadeploy", "-c", sql).stdout.strip()
+
+
+def check_integrity(host: str) -> None:
+    """What the hosts' timer runs (a oneshot: returns when the check is done)."""
+    podman("exec", host, "systemctl", "start", "hadeploy-integrity.service", check=False)
+
+
+def test_the_integrity_check_finds_a_corrupted_page_and_status_degrades(lab):
+    leader = lab.data()["east"]["leader"]
+    check_integrity(leader)
+    integrity = lab.data()["east"]["integrity"]
+    assert integrity["ok"] is True and integrity["checked_at"], integrity
+    assert lab.cli("status").rc == 0
+    # A scratch table whose first heap page is overwritten on disk behind PostgreSQL's back
+    # (not WAL-logged: the replicas keep a good copy), then read back from disk.
+    psql(leader, "CREATE TABLE canary AS SELECT g AS id, md5(g::text) AS v "
+                 "FROM generate_series(1, 2000) g; CREATE INDEX ON canary (id); CHECKPOINT")
+    path = psql(leader, "SELECT current_setting('data_directory') || '/' || "
+                        "pg_relation_filepath('canary')")
+    try:
+        podman("exec", leader, "dd", "if=/dev/urandom", f"of={path}", "bs=1", "seek=4000",
+               "count=64", "conv=notrunc")
+        restart = urllib.request.Request(
+            f"http://{leader_address(lab, leader)}:8008/restart", data=b"{}", method="POST",
+            headers={"Authorization": "Basic " + base64.b64encode(
+                f"hadeploy:{lab.restapi_password()}".encode()).decode()})
+        with urllib.request.urlopen(restart, timeout=60) as resp:  # Patroni restarts it in place
+            assert resp.status == 200
+        deadline = time.time() + 60
+        while time.time() < deadline and lab.data()["east"]["role"] != "primary":
+            time.sleep(1)
+        check_integrity(lab.data()["east"]["leader"])
+        integrity = lab.data()["east"]["integrity"]
+        assert integrity["ok"] is False and integrity["findings"], integrity
+        status = lab.cli("status")
+        assert status.rc == 1 and "CORRUPTION" in status.out, status.out
+    finally:
+        host = lab.data()["east"]["leader"]
+        psql(host, "DROP TABLE IF EXISTS canary")
+        psql(host, "SELECT pg_stat_reset()")  # the checksum failure counter
+        check_integrity(host)
+    assert lab.data()["east"]["integrity"]["ok"] is True
+
+
+def leader_address(lab: Ctx, name: str) -> str:
+    r = json.loads(lab.cli("status", "--json").out)
+    return next(h["address"] for reg in r["regions"] for h in reg["hosts"] if h["name"] == name)
 
 
 def test_plan_is_quiet_after_all_this_and_down_removes_everything(lab):

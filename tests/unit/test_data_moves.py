@@ -195,3 +195,35 @@ def test_slots_are_read_on_the_leader_and_reported_per_region(monkeypatch):
     assert [s.retained_bytes for s in doc["east"].slots or []] == [None, 16384]
     assert doc["west"].slots is None and "connection refused" in (doc["west"].slots_error or "")
     assert status.data_status(TOPO, 1.0)["east"].slots is None  # a target without a reader
+
+
+def test_integrity_is_read_on_the_leader_and_corruption_degrades_status(monkeypatch):
+    from hadeploy import data, status
+    from hadeploy.data import Clusters
+
+    answers = {"east": '{"at": "2026-11-28T15:00:00Z", "ok": true, "findings": []}\n0\n',
+               "west": "null\n2\n"}
+
+    def run(host, argv, *, user="root", timeout=60.0):
+        assert user == "postgres" and "pg_stat_database" in argv[-1]
+        return 0, answers["east" if "east" in host.name else "west"]
+
+    clusters = Clusters(TOPO, "pw", run)
+    db = {r: TOPO.region(r).of_kind(data.HostKind.DB)[0].name for r in ("east", "west")}
+    ok = clusters.integrity(TOPO.region("east"), db["east"])
+    assert ok.ok is True and not ok.corrupt and ok.checked_at == "2026-11-28T15:00:00Z"
+    never = clusters.integrity(TOPO.region("west"), db["west"])
+    assert never.checked_at is None and never.corrupt  # 2 live checksum failures
+
+    monkeypatch.setattr(data, "observe", lambda topo, timeout: {
+        name: DataState(name, f"hd-demo-{name}", ClusterView([Member(
+            db[name], "10.0.0.1", role=role, state="running")]))
+        for name, role in (("east", "primary"), ("west", "standby_leader"))})
+    docs = status.data_status(TOPO, 1.0, status.DataReaders(integrity=clusters.integrity))
+    assert docs["east"].integrity.ok is True
+    assert docs["west"].integrity.checksum_failures == 2
+    line, style = status._integrity_line(docs["west"].integrity.model_dump())
+    assert "CORRUPTION" in line and "2 data-checksum failure(s)" in line and style == "red"
+    answers["east"] = "garbage\n0\n"
+    with pytest.raises(HadeployError, match="unreadable"):
+        clusters.integrity(TOPO.region("east"), db["east"])

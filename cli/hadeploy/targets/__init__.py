@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hadeploy.config import Deployment
-    from hadeploy.data import DataState, Slot
+    from hadeploy.data import DataState, Integrity, Slot
     from hadeploy.dns.base import DnsProvider
     from hadeploy.quorum import Vote
     from hadeploy.state import StateDir
@@ -127,6 +127,9 @@ class DataOps(Protocol):
 
     def slots(self, region: RegionTopology, leader: str) -> list[Slot]:
         """The replication slots on a region's leader and the WAL each one retains."""
+
+    def integrity(self, region: RegionTopology, leader: str) -> Integrity:
+        """The last corruption check on a region's leader and its checksum failures."""
 
 
 class RegionOps(Protocol):

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hadeploy import patroni
-from hadeploy.data import DataState, Slot, wait_for
+from hadeploy.data import DataState, Integrity, Slot, wait_for
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.targets.aws.ops import error_text
 from hadeploy.topology import RegionTopology, Topology
@@ -155,3 +155,7 @@ class AuroraGlobal:
 
     def slots(self, region: RegionTopology, leader: str) -> list[Slot]:
         return []  # Aurora replicates storage, not through slots
+
+    def integrity(self, region: RegionTopology, leader: str) -> Integrity:
+        raise HadeployError("hadeploy runs no corruption check on Aurora (its storage "
+                            "verifies its own blocks)", code=ExitCode.NOT_AVAILABLE)

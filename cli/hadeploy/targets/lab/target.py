@@ -798,8 +798,8 @@ class LabTarget:
             return collect(topo, self.dep, self.state.path, timeout=timeout,
                            dns=self.dns_provider(topo),
                            container_states=container_states(self.dep.name),
-                           data=DataReaders(slots=data.slots) if data is not None
-                           else None)
+                           data=DataReaders(slots=data.slots, integrity=data.integrity)
+                           if data is not None else None)
 
         return Runtime(topology=self.topology, dns=self.dns_provider,
                        region_ops=lambda topo: LabRegionOps(self, topo), status=status)
