@@ -298,7 +298,8 @@ def _integrity_line(check: dict[str, Any]) -> tuple[str, str]:
     if check.get("error"):
         return f"      integrity: unknown ({check['error']})", "yellow"
     if check.get("checked_at") is None:
-        return "      integrity: not checked yet (pg_amcheck runs on a timer)", "dim"
+        return ("      integrity: not checked here yet (pg_amcheck runs on the writable "
+                "primary, on a timer)", "dim")
     return f"      integrity: ok (pg_amcheck at {check['checked_at']})", "dim"
 
 
