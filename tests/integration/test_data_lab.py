@@ -18,13 +18,13 @@ import os
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests import labclient
-from tests.conftest import HADEPLOY, run_cli
+from tests.conftest import HADEPLOY
+from tests.integration import test_failover_lab as failover_lab
 from tests.integration.test_lab import podman
 from tests.labclient import request, resolver
 
@@ -45,28 +45,18 @@ lab: {{control_subnet: 10.86.0.0/24}}
 """
 
 
-@dataclass
-class Ctx:
-    work: Path
-    measured: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"HADEPLOY_STATE_DIR": str(self.work / "state")}
+class Ctx(failover_lab.Ctx):
+    def __init__(self, work: Path) -> None:
+        super().__init__(work, NAME)
 
     def cli(self, *args: str, timeout: float = 900):
-        return run_cli(*args, cwd=self.work, env=self.env, timeout=timeout)
-
-    def json(self, *args: str) -> dict:
-        r = self.cli(*args, "--json")
-        assert r.rc == 0, f"hadeploy {' '.join(args)} failed ({r.rc}):\n{r.err}"
-        return json.loads(r.out)
+        return super().cli(*args, timeout=timeout)
 
     def restapi_password(self) -> str:
         """Patroni's REST API password (unsafe calls need it), from the state directory."""
         from hadeploy.dbsecrets import load_passwords
 
-        return load_passwords(self.work / "state" / NAME)["restapi"]
+        return load_passwords(self.state / NAME)["restapi"]
 
     def data(self) -> dict[str, dict]:
         r = self.cli("status", "--json")
@@ -218,9 +208,7 @@ def test_a_crash_failover_by_watch_loses_at_most_what_it_estimated(lab, measurem
     finally:
         watch.terminate()
         watch.wait(30)
-    audit = [json.loads(line) for line in
-             (lab.work / "state" / NAME / "audit.jsonl").read_text().splitlines()]
-    done = [a for a in audit if a["operation"] == "failover" and a.get("result") == "done"
+    done = [a for a in lab.audit() if a["operation"] == "failover" and a.get("result") == "done"
             and a.get("to") == "west" and (a.get("data") or {}).get("mode") == "failover"]
     assert done, "watch failed over to west"
     estimate = done[-1]["data"]["estimate"]

@@ -42,8 +42,10 @@ lab: {{control_subnet: 10.94.0.0/24}}
 
 
 class Ctx:
-    def __init__(self, work: Path) -> None:
-        self.work, self.state = work, work / "state"
+    """A lab deployment driven through the CLI from its work directory."""
+
+    def __init__(self, work: Path, name: str = NAME) -> None:
+        self.work, self.state, self.name = work, work / "state", name
         self.env = {"HADEPLOY_STATE_DIR": str(self.state)}
 
     def cli(self, *args: str, timeout: float = 600):
@@ -55,7 +57,7 @@ class Ctx:
         return json.loads(r.out)
 
     def audit(self) -> list[dict]:
-        path = self.state / NAME / "audit.jsonl"
+        path = self.state / self.name / "audit.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     def watch(self, seconds: float) -> subprocess.Popen[str]:

@@ -138,14 +138,19 @@ def test_a_writer_whose_region_does_not_answer_is_down_not_primary():
     stubs.done()
 
 
+def expect_move_to_west(stubs: Stubs, operation: str, **params: Any) -> None:
+    """West's cluster is looked up, then ``operation`` targets it in west's region."""
+    rds = stubs.stub("rds", "eu-west-1")
+    rds.add_response("describe_db_clusters", cluster("west"),
+                     {"DBClusterIdentifier": "hd-demo-west"})
+    rds.add_response(operation, {}, {"GlobalClusterIdentifier": "hd-demo",
+                                     "TargetDbClusterIdentifier": arn("west"), **params})
+
+
 def test_switchover_calls_aurora_and_waits_until_the_target_writes():
     stubs = Stubs()
     west = topology().region("west")
-    stubs.stub("rds", "eu-west-1").add_response(
-        "describe_db_clusters", cluster("west"), {"DBClusterIdentifier": "hd-demo-west"})
-    stubs.stub("rds", "eu-west-1").add_response(
-        "switchover_global_cluster", {}, {"GlobalClusterIdentifier": "hd-demo",
-                                          "TargetDbClusterIdentifier": arn("west")})
+    expect_move_to_west(stubs, "switchover_global_cluster")
     expect_observe(stubs, "east")  # still switching
     expect_observe(stubs, "west")  # done
     ops = aurora(stubs)
@@ -157,12 +162,7 @@ def test_switchover_calls_aurora_and_waits_until_the_target_writes():
 def test_crash_failover_allows_data_loss_explicitly():
     stubs = Stubs()
     west = topology().region("west")
-    stubs.stub("rds", "eu-west-1").add_response(
-        "describe_db_clusters", cluster("west"), {"DBClusterIdentifier": "hd-demo-west"})
-    stubs.stub("rds", "eu-west-1").add_response(
-        "failover_global_cluster", {}, {"GlobalClusterIdentifier": "hd-demo",
-                                        "TargetDbClusterIdentifier": arn("west"),
-                                        "AllowDataLoss": True})
+    expect_move_to_west(stubs, "failover_global_cluster", AllowDataLoss=True)
     expect_observe(stubs, "west", east_api_down=True)
     aurora(stubs).promote(west)
     stubs.done()
