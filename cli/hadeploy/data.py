@@ -19,11 +19,15 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hadeploy import patroni
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.topology import Host, HostKind, RegionTopology, Topology, slot_name
+
+if TYPE_CHECKING:
+    from hadeploy.state import StateDir
+    from hadeploy.targets import DataOps
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,19 @@ def primary_slots(topo: Topology, primary: RegionTopology) -> dict[str, object]:
     holds WAL until max_slot_wal_keep_size invalidates it."""
     return {slot_name(r.name): {"type": "physical"} for r in topo.regions
             if r.data is not None and r.name != primary.name}
+
+
+def settle_region(data: DataOps, state: StateDir, region: RegionTopology,
+                  primary: RegionTopology, *, wait: float = 0.0) -> str | None:
+    """Put ``region``'s database in its role (``up`` and ``watch`` both do). A region marked
+    for rejoin (its primary was deposed by a crash failover) gets a salvage copy first and
+    loses the mark once its cluster answered; one that does not answer stays marked for the
+    next try. What was done, or None."""
+    marked = region.name in state.region_flags().rejoin
+    done = data.settle(region, primary, salvage=marked, wait=wait)
+    if marked and (done is not None or data.observe()[region.name].view.reachable):
+        state.set_rejoin(region.name, False)
+    return done
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float,

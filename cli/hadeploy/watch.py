@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hadeploy.config import Deployment, Standby
-from hadeploy.data import DataState
+from hadeploy.data import DataState, settle_region
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.history import DataRow, History, ProbeRow, history_path
 from hadeploy.quorum import Assessment, HoldDown, LocalVantage, assess
@@ -150,10 +150,9 @@ class Watcher:
         primary = topo.data_primary_region
         if data is None or primary is None:
             return
-        rejoin = set(self.state.region_flags().rejoin)
         for region in regions:
             try:
-                result = data.settle(topo.region(region), primary, salvage=region in rejoin)
+                result = settle_region(data, self.state, topo.region(region), primary)
             except HadeployError as exc:
                 self.decide(f"the database of {region} could not be settled: {exc.message}",
                             region=region, action="data")
@@ -161,8 +160,6 @@ class Watcher:
             if result is not None:
                 self.decide(f"the database of {region}: {result}", region=region,
                             action="data")
-            if region in rejoin:
-                self.state.set_rejoin(region, False)
 
     def _maybe_fail_over(self, topo: Topology, active: str, verdicts: dict[str, Assessment],
                          now: float) -> None:

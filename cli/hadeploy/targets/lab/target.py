@@ -24,7 +24,7 @@ from typing import Any
 
 from hadeploy import configure, dbsecrets
 from hadeploy.config import Deployment
-from hadeploy.data import DataState
+from hadeploy.data import DataState, settle_region
 from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import StateDir, write_if_changed
@@ -471,7 +471,7 @@ class LabTarget:
         region = want.name
         rejoin = " (a copy of what it wrote after the failover is kept first)" \
             if region in self.state.region_flags().rejoin else ""
-        if region in unsettled(topo, {k: v for k, v in live.data.items() if k == region}):
+        if region in unsettled(topo, live.data):
             return f"it is not {want.spec}: make it {want.spec}{rejoin}"
         if region in restarted_db and region in live.data and live.data[region].role != "down":
             return f"its hosts restart: keep it {want.spec}{rejoin}"
@@ -667,12 +667,10 @@ class LabTarget:
 
         data = LabRegionOps(self, topo).data
         assert data is not None  # a database change exists only with a database tier
-        rejoin = set(self.state.region_flags().rejoin)
         for change in changes:
             region = topo.region(change.name)
-            done = data.settle(region, primary, salvage=region.name in rejoin, wait=60.0)
-            if done is None and region.name in rejoin \
-                    and not data.observe()[region.name].view.reachable:
+            done = settle_region(data, self.state, region, primary, wait=60.0)
+            if done is None and region.name in self.state.region_flags().rejoin:
                 raise HadeployError(
                     f"{region.name}'s database hosts did not answer within 60 s, so its "
                     f"cluster could not rejoin as a standby of {primary.name}",
@@ -681,8 +679,6 @@ class LabTarget:
                     code=ExitCode.FAILED)
             report.data.append(f"database of {region.name}: {done or 'already in its role'}")
             self.log(report.data[-1])
-            if region.name in rejoin:
-                self.state.set_rejoin(region.name, False)
 
     def _configure(self, changes: list[Change], topo: Topology, report: LabReport,
                    hooks: ApplyHooks) -> None:
