@@ -23,13 +23,16 @@ def up(target: Target[Any], *, converge: bool = False, hooks: ApplyHooks | None 
         return target.apply(changes, hooks or ApplyHooks())
 
 
-def down(target: Target[Any], *, log: Callable[[str], None]) -> list[str]:
-    """Remove everything the deployment created; keep the audit log."""
+def down(target: Target[Any], *, log: Callable[[str], None],
+         delete_backups: bool = False) -> list[str]:
+    """Remove everything the deployment created; keep the audit log, and keep the backups
+    (with the key that decrypts them) unless ``delete_backups``."""
     start = time.monotonic()
     with target.state.lock("down"):
-        removed = target.destroy(log)
-        target.state.clear()
+        removed = target.destroy(log, delete_backups=delete_backups)
+        target.state.clear(keep_backups=not delete_backups)
         target.state.audit("down", target=target.dep.target.value, removed=len(removed),
+                           delete_backups=delete_backups,
                            seconds=round(time.monotonic() - start, 1))
         return removed
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from hadeploy.config import Deployment
 
 KEEP_ON_DOWN = {"audit.jsonl", "lock"}
+BACKUP_DIR = "backup"  # the backup repositories' key and records: kept by 'down' by default
 JOURNAL = "failover-journal.json"
 RegionFlag = Literal["promoted", "fenced"]
 M = TypeVar("M", bound=BaseModel)
@@ -444,12 +445,14 @@ class StateDir:
 
     # -- forgetting -----------------------------------------------------------------
 
-    def clear(self) -> None:
-        """Forget what ``down`` removed; keep the audit trail (and the lock being held)."""
+    def clear(self, *, keep_backups: bool = False) -> None:
+        """Forget what ``down`` removed; keep the audit trail (and the lock being held),
+        and with ``keep_backups`` what restoring the kept backups needs."""
         if not self.path.is_dir():
             return
+        keep = KEEP_ON_DOWN | ({BACKUP_DIR} if keep_backups else set())
         for entry in self.path.iterdir():
-            if entry.name in KEEP_ON_DOWN:
+            if entry.name in keep:
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)

@@ -179,7 +179,9 @@ class Target(Protocol, Generic[LiveT]):
 
     def apply(self, plan: Plan, hooks: ApplyHooks) -> ApplyReport: ...
 
-    def destroy(self, log: Log) -> list[str]: ...
+    def destroy(self, log: Log, *, delete_backups: bool = False) -> list[str]:
+        """Remove what the deployment created. Backups (and what restoring them needs)
+        are kept unless ``delete_backups``."""
 
     def topology(self) -> Topology: ...
 

@@ -162,7 +162,7 @@ class AwsTarget:
         return AwsApplyReport(self.dep.name, [s.to_dict() for s in report.stacks],
                               list(plan.changes), report.notes, seconds)
 
-    def destroy(self, log: Log) -> list[str]:
+    def destroy(self, log: Log, *, delete_backups: bool = False) -> list[str]:
         self.log = log
         report = self.stacks.destroy()
         report.raise_for_failures()

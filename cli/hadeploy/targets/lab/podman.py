@@ -22,6 +22,7 @@ from hadeploy.errors import ExitCode, HadeployError
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 CONTAINERS_CONF_ENV = "HADEPLOY_CONTAINERS_CONF"
 LABEL = "io.hadeploy.deployment"
+BACKUP_LABEL = "io.hadeploy.backup"  # a volume holding a backup repository: kept by down
 INIT_MISSING = "container-init binary not found"
 INIT_PACKAGE = "catatonit"
 

@@ -782,8 +782,8 @@ class LabTarget:
 
     # -- destroy and runtime ------------------------------------------------------------
 
-    def destroy(self, log: Log) -> list[str]:
-        return destroy(self.dep.name, log)
+    def destroy(self, log: Log, *, delete_backups: bool = False) -> list[str]:
+        return destroy(self.dep.name, log, keep_backups=not delete_backups)
 
     def runtime(self) -> Runtime:
         from hadeploy.targets.lab.ops import LabRegionOps
@@ -861,8 +861,9 @@ def remove_firewall_rules(deployment: str) -> int:
     return len(rules)
 
 
-def destroy(deployment: str, log: Log = _quiet) -> list[str]:
-    """Remove every container, network, volume and firewall rule of ``deployment``."""
+def destroy(deployment: str, log: Log = _quiet, *, keep_backups: bool = False) -> list[str]:
+    """Remove every container, network, volume and firewall rule of ``deployment``; with
+    ``keep_backups``, not the backup repositories' volumes."""
     removed: list[str] = []
     names = [c["Names"][0] for c in podman.containers(deployment)]
     if names:
@@ -872,6 +873,10 @@ def destroy(deployment: str, log: Log = _quiet) -> list[str]:
         podman.run(["network", "rm", "-f", net["name"]])
         removed.append(f"network {net['name']}")
     for vol in podman.volumes(deployment):
+        if keep_backups and (vol.get("Labels") or {}).get(podman.BACKUP_LABEL):
+            log(f"kept backup repository volume {vol['Name']} ('down --delete-backups' "
+                "removes it)")
+            continue
         podman.run(["volume", "rm", "-f", vol["Name"]])
         removed.append(f"volume {vol['Name']}")
     rules = remove_firewall_rules(deployment)
