@@ -366,15 +366,72 @@ VaultArn = Annotated[str, AfterValidator(_checked(
     "use arn:aws:backup:<aws region>:<account id>:backup-vault:<name>"))]
 
 
+Schedule = Annotated[str, AfterValidator(_checked(
+    SCHEDULE_RE, "an AWS Backup schedule expression",
+    "use 'cron(<6 fields>)' such as 'cron(0 3 * * ? *)' or 'rate(<n> hours)'"))]
+
+
+class AwsVaultLock(_Model):
+    """AWS Backup Vault Lock on every region's hadeploy vault. Without
+    ``changeable_for_days`` it is in governance mode (IAM principals allowed to may remove
+    it); with it, it becomes immutable (compliance mode) that many days after it is set:
+    from then on nobody can delete a recovery point before it expires, nor the vault while
+    it holds one."""
+
+    min_retention_days: Annotated[int, Field(ge=1, le=36500)]
+    max_retention_days: Annotated[int | None, Field(ge=1, le=36500)] = None
+    changeable_for_days: Annotated[int | None, Field(ge=3, le=36500)] = None  # AWS: >= 3
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AwsVaultLock:
+        if self.max_retention_days is not None and \
+                self.max_retention_days < self.min_retention_days:
+            raise _FieldProblem("aws.backup.vault_lock.max_retention_days",
+                                f"{self.max_retention_days} is below min_retention_days "
+                                f"({self.min_retention_days})",
+                                "raise max_retention_days, lower min_retention_days, or set "
+                                "max_retention_days: null (no maximum)")
+        return self
+
+
+class AwsRestoreTesting(_Model):
+    """AWS Backup restore testing (the counterpart of the lab's ``backup verify``): on a
+    schedule AWS Backup restores the newest recovery point of the region's EFS and Aurora
+    cluster into new resources, reports the result, and deletes them."""
+
+    enabled: bool = True
+    schedule: Schedule = "cron(0 5 ? * SUN *)"  # weekly, UTC
+    selection_window_days: Annotated[int, Field(ge=1, le=365)] = 7  # newest point this recent
+
+
 class AwsBackup(_Model):
-    schedule: Annotated[str, AfterValidator(_checked(
-        SCHEDULE_RE, "an AWS Backup schedule expression",
-        "use 'cron(<6 fields>)' such as 'cron(0 3 * * ? *)' or 'rate(<n> hours)'"
-    ))] = "cron(0 3 * * ? *)"  # AWS Backup cron, UTC
+    schedule: Schedule = "cron(0 3 * * ? *)"  # AWS Backup cron, UTC
     retention_days: Annotated[int, Field(ge=1, le=36500)] = 35
     copy_retention_days: Annotated[int | None, Field(ge=1, le=36500)] = None
     # Per region: copy into this vault instead of the peer region's hadeploy vault.
     copy_vault_arns: dict[RegionKey, VaultArn] = Field(default_factory=dict)
+    vault_lock: AwsVaultLock | None = None  # None: no Vault Lock
+    restore_testing: AwsRestoreTesting = AwsRestoreTesting()
+
+    @model_validator(mode="after")
+    def _within_lock(self) -> AwsBackup:
+        lock = self.vault_lock
+        if lock is None:
+            return self
+        for key, days in (("retention_days", self.retention_days),
+                          ("copy_retention_days", self.copy_retention_days)):
+            if days is None:
+                continue
+            high = lock.max_retention_days
+            if days < lock.min_retention_days or (high is not None and days > high):
+                allowed = (f"{lock.min_retention_days}..{high} days" if high is not None
+                           else f"at least {lock.min_retention_days} days")
+                raise _FieldProblem(f"aws.backup.{key}", f"{days} days is outside the vault "
+                                    f"lock's retention range ({allowed}); AWS Backup would "
+                                    "fail every backup and copy job",
+                                    f"set aws.backup.{key} to {allowed}, or change "
+                                    "aws.backup.vault_lock")
+        return self
 
 
 class AwsDatabase(_Model):
@@ -900,6 +957,13 @@ aws:
     retention_days: 35
     copy_retention_days: null     # default: retention_days
     copy_vault_arns: {}           # region -> vault ARN to copy to instead of the peer's
+    vault_lock: null              # e.g. {min_retention_days: 7, max_retention_days: 400,
+                                  #   changeable_for_days: 3}: after those days the lock
+                                  #   can never be removed (compliance mode)
+    restore_testing:              # AWS Backup restores the newest EFS and Aurora recovery
+      enabled: true               #   points into new resources, then deletes them
+      schedule: cron(0 5 ? * SUN *)
+      selection_window_days: 7
   health_checker_regions: [us-east-1, eu-west-1, ap-southeast-1]   # 3+ distinct
   efs_replication: true
   s3_replication: true

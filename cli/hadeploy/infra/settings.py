@@ -19,6 +19,7 @@ from typing import Any
 from hadeploy.config import (
     CERT_ARN_RE,
     AwsSettings,
+    AwsVaultLock,
     Deployment,
     RegionConfig,
 )
@@ -56,6 +57,35 @@ class DatabasePlan:
     instances: int
     engine_version: str
     backup_retention_days: int
+
+
+@dataclass(frozen=True)
+class Teardown:
+    """The update ``down`` runs on a region before destroying it: no replication to the
+    peer, and what holds backups either kept on destroy or deleted with the stack."""
+
+    delete_backups: bool = False  # else the vault, bucket, key and final snapshot stay
+    stamp: str = ""  # makes the final snapshot's identifier unique (a later down's too)
+
+
+@dataclass(frozen=True)
+class RestoreTestPlan:
+    """AWS Backup restore testing of the region's vault (``aws.backup.restore_testing``)."""
+
+    name: str  # the restore testing plan: letters, digits and '_' only, at most 50
+    schedule: str
+    selection_window_days: int
+
+
+def restore_test_name(deployment: str, region: str) -> str:
+    """``hd_<deployment>_<region>`` with '-' as '_' (AWS allows only letters, digits and
+    '_' here, at most 50); shortened with a hash when longer."""
+    import hashlib
+
+    name = f"hd_{deployment}_{region}".replace("-", "_")
+    if len(name) <= 50:
+        return name
+    return f"{name[:41]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def global_cluster_id(deployment: str) -> str:
@@ -102,6 +132,8 @@ class RegionPlan:
     unhealthy_threshold: int
     deletion_protection: bool
     database: DatabasePlan | None = None  # None: no database tier (data.enabled false)
+    vault_lock: AwsVaultLock | None = None  # None: the vault has no Vault Lock
+    restore_testing: RestoreTestPlan | None = None  # None: restore testing disabled
 
     @property
     def stack_name(self) -> str:
@@ -230,6 +262,7 @@ def plan_region(dep: Deployment, settings: AwsSettings, name: str) -> RegionPlan
             bucket_arn=f"arn:{partition}:s3:::{peer_bucket}")
     copy_vault = settings.backup.copy_vault_arns.get(name) or (peer.vault_arn if peer else None)
     primary_peer = peer_of(dep, settings, dep.primary)
+    tests = settings.backup.restore_testing
     return RegionPlan(
         deployment=dep.name, name=name, aws_region=aws_region, partition=partition,
         account_id=settings.account_id, role=region.role.value, standby=region.standby.value,
@@ -257,7 +290,11 @@ def plan_region(dep: Deployment, settings: AwsSettings, name: str) -> RegionPlan
             instances=settings.database.instances,
             engine_version=settings.database.engine_version,
             backup_retention_days=settings.database.backup_retention_days,
-        ) if dep.data.enabled else None)
+        ) if dep.data.enabled else None,
+        vault_lock=settings.backup.vault_lock,
+        restore_testing=RestoreTestPlan(
+            name=restore_test_name(dep.name, name), schedule=tests.schedule,
+            selection_window_days=tests.selection_window_days) if tests.enabled else None)
 
 
 def stack_ref(settings: AwsSettings, deployment: str, region: str) -> str:
