@@ -526,6 +526,141 @@ def database_problems(graph: dict[str, Any], dep: dict[str, Any], region: str, *
     return problems
 
 
+VAULT = "aws:backup/vault:Vault"
+VAULT_LOCK = "aws:backup/vaultLockConfiguration:VaultLockConfiguration"
+RESTORE_PLAN = "aws:backup/restoreTestingPlan:RestoreTestingPlan"
+RESTORE_SELECTION = "aws:backup/restoreTestingSelection:RestoreTestingSelection"
+BUCKET = "aws:s3/bucket:Bucket"
+KMS_KEY = "aws:kms/key:Key"
+# What holds or protects backups: kept on destroy unless --delete-backups.
+KEPT = (VAULT, VAULT_LOCK, BUCKET, "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", KMS_KEY)
+
+
+def selected_data_problems(graph: dict[str, Any]) -> list[str]:
+    """The backup plan's tag selection picks every data store of the region (the EFS and
+    the Aurora cluster), and the plan copies every rule to a vault in another region."""
+    problems = []
+    provider = one(graph, "pulumi:providers:aws")["inputs"].get("region")
+    selection = one(graph, "aws:backup/selection:Selection")["inputs"]
+    selected = {(t.get("key"), t.get("value")) for t in selection.get("selectionTags") or []
+                if t.get("type") == "STRINGEQUALS"}
+    for store in of_type(graph, EFS) + of_type(graph, RDS_CLUSTER):
+        tag = ("hadeploy:backup", tag_value(store, "hadeploy:backup"))
+        if tag[1] is None or tag not in selected:
+            problems.append(f"{store['type'].split(':')[-1]} {store['name']} is not selected "
+                            f"by the backup plan (its tag {tag}, selected: {sorted(selected)})")
+    for rule in one(graph, "aws:backup/plan:Plan")["inputs"]["rules"]:
+        regions = {c["destinationVaultArn"].split(":")[3] for c in rule.get("copyActions") or []}
+        if not regions - {provider}:
+            problems.append(f"backup rule {rule.get('ruleName')} copies to no other region")
+    return problems
+
+
+def retention_problems(graph: dict[str, Any], *, delete_backups: bool = False) -> list[str]:
+    """Kept on destroy (the default): the vault, its lock, the bucket and its settings, the
+    database's key, a final snapshot and Aurora's own backups. ``delete_backups``: all of
+    them deleted, the vault and bucket emptied first, no final snapshot."""
+    problems = []
+    for r in graph["resources"]:
+        if r["type"] in KEPT and r["retain_on_delete"] == delete_backups:
+            problems.append(f"{r['type'].split(':')[-1]} {r['name']} is "
+                            f"{'kept' if delete_backups else 'deleted'} on destroy")
+    for r in of_type(graph, VAULT) + of_type(graph, BUCKET):
+        if bool(r["inputs"].get("forceDestroy")) != delete_backups:
+            problems.append(f"{r['name']}: forceDestroy {r['inputs'].get('forceDestroy')}")
+    for c in of_type(graph, RDS_CLUSTER):
+        i = c["inputs"]
+        keeps = (i.get("skipFinalSnapshot") is False and bool(i.get("finalSnapshotIdentifier"))
+                 and i.get("deleteAutomatedBackups") is False)
+        deletes = i.get("skipFinalSnapshot") is True and i.get("deleteAutomatedBackups") is True
+        if not (deletes if delete_backups else keeps):
+            problems.append(f"database cluster {c['name']}: skipFinalSnapshot "
+                            f"{i.get('skipFinalSnapshot')}, finalSnapshotIdentifier "
+                            f"{i.get('finalSnapshotIdentifier')}, deleteAutomatedBackups "
+                            f"{i.get('deleteAutomatedBackups')}")
+    return problems
+
+
+def vault_lock_problems(graph: dict[str, Any], dep: dict[str, Any]) -> list[str]:
+    """The vault has the configured Vault Lock (or none), on the vault itself."""
+    want = (dep["aws"].get("backup") or {}).get("vault_lock")
+    locks = of_type(graph, VAULT_LOCK)
+    if want is None:
+        return [f"{len(locks)} vault lock(s), none configured"] if locks else []
+    if len(locks) != 1:
+        return [f"{len(locks)} vault locks, want 1"]
+    got = locks[0]["inputs"]
+    problems = []
+    for key, prop in (("min_retention_days", "minRetentionDays"),
+                      ("max_retention_days", "maxRetentionDays"),
+                      ("changeable_for_days", "changeableForDays")):
+        if want.get(key) != (int(got[prop]) if got.get(prop) is not None else None):
+            problems.append(f"vault lock {prop} {got.get(prop)}, want {want.get(key)}")
+    if deps_of(graph, locks[0], "backupVaultName", VAULT) != of_type(graph, VAULT):
+        problems.append("the vault lock is not on the region's vault")
+    return problems
+
+
+def restore_test_problems(graph: dict[str, Any], dep: dict[str, Any],
+                          region: str) -> list[str]:
+    """Restore testing as configured: a plan on the configured schedule over the region's
+    own vault (newest snapshot within the window), and one selection per data store —
+    EFS, and Aurora with the database tier, restored into the database's own subnet group
+    and security group — chosen by the same backup tag the stores carry."""
+    from hadeploy.infra.settings import load_stack_config, plan_region
+
+    deployment_, settings = load_stack_config(dep)
+    want = plan_region(deployment_, settings, region).restore_testing
+    plans, selections = of_type(graph, RESTORE_PLAN), of_type(graph, RESTORE_SELECTION)
+    if want is None:
+        return [f"restore testing is disabled but {len(plans) + len(selections)} restore "
+                "testing resources exist"] if plans or selections else []
+    if len(plans) != 1:
+        return [f"{len(plans)} restore testing plans, want 1"]
+    plan = plans[0]["inputs"]
+    problems = []
+    if plan.get("scheduleExpression") != want.schedule or plan.get("name") != want.name:
+        problems.append(f"restore testing plan {plan.get('name')} on "
+                        f"{plan.get('scheduleExpression')}, want {want.name} on {want.schedule}")
+    points = plan.get("recoveryPointSelection") or {}
+    vault = one(graph, VAULT)
+    if points.get("includeVaults") != [vault["outputs"].get("arn")] or \
+            int(points.get("selectionWindowDays") or 0) != want.selection_window_days:
+        problems.append(f"restore tests pick {points}, want the newest of the region's vault "
+                        f"within {want.selection_window_days} days")
+    stores = {"EFS": of_type(graph, EFS), "Aurora": of_type(graph, RDS_CLUSTER)}
+    by_type = {s["inputs"].get("protectedResourceType"): s for s in selections}
+    for kind, found in stores.items():
+        if not found:
+            if kind in by_type:
+                problems.append(f"a {kind} restore test without a {kind} resource")
+            continue
+        selection = by_type.get(kind)
+        if selection is None:
+            problems.append(f"no restore test for {kind}")
+            continue
+        s = selection["inputs"]
+        conditions = (s.get("protectedResourceConditions") or {}).get("stringEquals") or []
+        tag = tag_value(found[0], "hadeploy:backup")
+        if s.get("restoreTestingPlanName") != plan.get("name") or conditions != [
+                {"key": "aws:ResourceTag/hadeploy:backup", "value": tag}]:
+            problems.append(f"the {kind} restore test does not select the {kind} of this "
+                            f"region (tag {tag}): {conditions}")
+        if kind == "Aurora":
+            overrides = s.get("restoreMetadataOverrides") or {}
+            subnets = found[0]["inputs"].get("dbSubnetGroupName")
+            groups = [g for g in of_type(graph, SG) if g["inputs"].get(
+                "description", "").startswith("hadeploy database")]
+            want_sg = json.dumps([g["outputs"].get("id") or f"{g['name']}-id" for g in groups])
+            if overrides.get("dbsubnetgroupname") != subnets or \
+                    overrides.get("vpcSecurityGroupIds") != want_sg:
+                problems.append(f"the Aurora restore test restores into {overrides}, want "
+                                f"subnet group {subnets} and security group {want_sg}")
+    return problems
+
+
 def regional_problems(graph: dict[str, Any], dep: dict[str, Any], region: str, *,
                       peer_ready: bool = True) -> list[str]:
     """Every invariant of one region's graph (``peer_ready``: the driver's second pass)."""
@@ -543,6 +678,10 @@ def regional_problems(graph: dict[str, Any], dep: dict[str, Any], region: str, *
                                 copy_region=peer.aws_region if peer else None,
                                 replicate_bucket=peer.bucket_arn if peer and peer_ready else None)
     problems += database_problems(graph, dep, region, joined=peer_ready)
+    problems += selected_data_problems(graph) if peer else []
+    problems += retention_problems(graph)
+    problems += vault_lock_problems(graph, dep)
+    problems += restore_test_problems(graph, dep, region)
     secret = one(graph, "aws:ssm/parameter:Parameter")
     if secret["inputs"].get("value") != {"__secret__": True}:
         problems.append("the app secret reaches the SSM parameter unencrypted in state")
@@ -716,6 +855,7 @@ def main(scenario: dict[str, Any]) -> dict[str, Any]:
                 "provider": _provider_urn(request.provider) or None,
                 "dependencies": sorted(getattr(request, "dependencies", [])),
                 "ignore_changes": sorted(getattr(request, "ignoreChanges", [])),
+                "retain_on_delete": bool(getattr(request, "retainOnDelete", False)),
                 "property_dependencies": {
                     k: sorted(v.urns) for k, v in
                     getattr(request, "propertyDependencies", {}).items()},

@@ -94,6 +94,7 @@ def test_regional_graph_keeps_every_invariant(graphs, key, region):
     assert {r["type"] for r in graph["resources"] if not r["custom"]} == {
         "hadeploy:network:Network", "hadeploy:cluster:AppCluster",
         "hadeploy:storage:SharedStorage", "hadeploy:backups:Backups",
+        "hadeploy:backups:RestoreTests",
         *(["hadeploy:database:AuroraDatabase"] if with_data else [])}
     assert bool(of_type(graph, RDS_CLUSTER)) == with_data
 

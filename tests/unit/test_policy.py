@@ -132,6 +132,14 @@ def _db_public(g: dict[str, Any]) -> None:
         "publiclyAccessible"] = True
 
 
+def _db_untagged(g: dict[str, Any]) -> None:
+    one(g, "aws:rds/cluster:Cluster")["inputs"]["tags"].pop("hadeploy:backup")
+
+
+def _selection_elsewhere(g: dict[str, Any]) -> None:
+    one(g, "aws:backup/selection:Selection")["inputs"]["selectionTags"][0]["value"] = "other"
+
+
 def _db_plain(g: dict[str, Any]) -> None:
     cluster = one(g, "aws:rds/cluster:Cluster")["inputs"]
     cluster.update(storageEncrypted=False, masterPassword="hunter2")
@@ -142,6 +150,10 @@ VIOLATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None], set[str]]] = 
                                  {"hadeploy-database-encrypted-private"}),
     "database unencrypted, password in the stack": (
         "eu-west-1+data", _db_plain, {"hadeploy-database-encrypted-private"}),
+    "database not selected for backup": ("eu-west-1+data", _db_untagged,
+                                         {"hadeploy-backup-selects-every-data-store"}),
+    "backup selection selects nothing here": (
+        "us-east-1+data", _selection_elsewhere, {"hadeploy-backup-selects-every-data-store"}),
     "ssh open to the world": ("us-east-1", _world_ssh, {"hadeploy-world-ingress-only-alb-web"}),
     "database open to ::/0": ("us-east-1", _world_db_v6,
                               {"hadeploy-world-ingress-only-alb-web"}),
@@ -205,5 +217,5 @@ def test_policy_names_are_unique_and_documented():
     from hadeploy.infra.policy import POLICIES
 
     names = [p.name for p in POLICIES]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 9
     assert all(p.description and p.enforcement_level is not None for p in POLICIES)

@@ -10,6 +10,12 @@ references another. Aurora then does what the lab does with Patroni: storage-lev
 replication to the secondary regions, a managed *switchover* (no data loss) and a managed
 *failover* that may lose what was in flight (``AllowDataLoss``); ``hadeploy failover``
 calls those (:mod:`hadeploy.targets.aws.data`).
+
+Backups: Aurora's own continuous backups (``backup_retention_days``), kept after the
+cluster is deleted, plus a final snapshot; the cluster carries the backup tag, so the
+region's AWS Backup plan snapshots it and copies the snapshot to another region. The KMS
+key outlives the stack too: without it no snapshot could be restored. With
+``delete_backups`` none of that is kept.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 import pulumi  # noqa: TID253 - hadeploy.infra is only imported by the AWS target
 import pulumi_aws as aws  # noqa: TID253
 
-from hadeploy.infra.settings import TAG_TIER, DatabasePlan
+from hadeploy.infra.settings import TAG_BACKUP, TAG_TIER, DatabasePlan
 
 POSTGRES_PORT = 5432
 ENGINE = "aurora-postgresql"
@@ -33,6 +39,9 @@ class AuroraDatabaseArgs:
     subnet_ids: Sequence[pulumi.Input[str]]  # one private subnet per AZ
     host_security_group_id: pulumi.Input[str]  # the app hosts: the only clients
     deletion_protection: bool = False
+    backup_tag: str | None = None  # hadeploy:backup=<tag>: the AWS Backup plan selects it
+    delete_backups: bool = False  # destroy keeps no final snapshot, backups or key
+    final_snapshot_suffix: str = "final"  # a teardown passes a unique one (identifiers clash)
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -63,7 +72,7 @@ class AuroraDatabase(pulumi.ComponentResource):
         self.key = aws.kms.Key(
             f"{name}-key", description=f"hadeploy database {args.plan.cluster_id}",
             enable_key_rotation=True, deletion_window_in_days=30,
-            tags=self._tags("key"), opts=self._opts())
+            tags=self._tags("key"), opts=self._opts(retain_on_delete=not args.delete_backups))
         self.global_cluster = self._create_global_cluster()
         self.cluster = self._create_cluster()
         self.instances = self._create_instances()
@@ -85,7 +94,9 @@ class AuroraDatabase(pulumi.ComponentResource):
             f"{self._name}-global", global_cluster_identifier=plan.global_id, engine=ENGINE,
             engine_version=plan.engine_version, database_name="hadeploy",
             storage_encrypted=True, deletion_protection=self._args.deletion_protection,
-            opts=self._opts())
+            # After a switchover the writer lives in another region's stack: destroying this
+            # one detaches it (a standalone cluster, data intact) instead of failing.
+            force_destroy=True, opts=self._opts())
 
     def _create_cluster(self) -> aws.rds.Cluster:
         plan, args = self._args.plan, self._args
@@ -97,6 +108,8 @@ class AuroraDatabase(pulumi.ComponentResource):
             "master_username": "hadeploy", "manage_master_user_password": True,
         } if plan.creates_global else {}
         depends = [self.global_cluster] if self.global_cluster is not None else []
+        backup_tag = {TAG_BACKUP: args.backup_tag} if args.backup_tag else {}
+        keep = not args.delete_backups
         return aws.rds.Cluster(
             f"{self._name}-cluster", cluster_identifier=plan.cluster_id, engine=ENGINE,
             engine_version=plan.engine_version, global_cluster_identifier=plan.global_id,
@@ -106,10 +119,12 @@ class AuroraDatabase(pulumi.ComponentResource):
             backup_retention_period=plan.backup_retention_days,
             preferred_backup_window="02:00-03:00", copy_tags_to_snapshot=True,
             deletion_protection=args.deletion_protection,
-            skip_final_snapshot=False, final_snapshot_identifier=f"{plan.cluster_id}-final",
+            skip_final_snapshot=not keep, delete_automated_backups=not keep,
+            final_snapshot_identifier=(f"{plan.cluster_id}-{args.final_snapshot_suffix}"
+                                       if keep else None),
             iam_database_authentication_enabled=True,
             enabled_cloudwatch_logs_exports=["postgresql"],
-            tags=self._tags("cluster"), **writer_only,  # type: ignore[arg-type]
+            tags=self._tags("cluster", **backup_tag), **writer_only,  # type: ignore[arg-type]
             opts=self._opts(depends_on=depends,
                             ignore_changes=["replication_source_identifier"]))
 

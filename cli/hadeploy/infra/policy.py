@@ -26,7 +26,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from hadeploy.infra.settings import TAG_STANDBY, TAG_TIER
+from hadeploy.infra.settings import TAG_BACKUP, TAG_STANDBY, TAG_TIER
 
 PACK_NAME = "hadeploy-ha"
 WORLD = frozenset({"0.0.0.0/0", "::/0"})
@@ -42,6 +42,7 @@ RDS_CLUSTER = "aws:rds/cluster:Cluster"
 RDS_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
 MOUNT_TARGET = "aws:efs/mountTarget:MountTarget"
 BACKUP_PLAN = "aws:backup/plan:Plan"
+BACKUP_SELECTION = "aws:backup/selection:Selection"
 RECORD = "aws:route53/record:Record"
 
 
@@ -250,6 +251,22 @@ def _validate_failover_pairs(args: StackValidationArgs, report: ReportViolation)
                    "one PRIMARY and one SECONDARY", None)
 
 
+def _validate_data_selected(args: StackValidationArgs, report: ReportViolation) -> None:
+    selected = {(str(t.get("key")), str(t.get("value")))
+                for s in args.resources if s.resource_type == BACKUP_SELECTION
+                for t in s.props.get("selectionTags") or []
+                if str(t.get("type", "")).upper() == "STRINGEQUALS"}
+    for store in args.resources:
+        if store.resource_type not in (EFS, RDS_CLUSTER):
+            continue
+        value = tag(store.props, TAG_BACKUP)
+        if value is None or (TAG_BACKUP, value) not in selected:
+            kind = "EFS file system" if store.resource_type == EFS else "database cluster"
+            report(f"{kind} {store.name} is not selected by any backup plan (tag "
+                   f"{TAG_BACKUP}={value or 'missing'}; selections: "
+                   f"{sorted(v for _, v in selected) or 'none'})", store.urn)
+
+
 MULTI_AZ = StackValidationPolicy(
     name="hadeploy-region-multi-az",
     description="Every region's hosts and load balancer span at least 2 availability zones.",
@@ -264,8 +281,15 @@ FAILOVER_PAIRS = StackValidationPolicy(
     description="Every Route 53 failover record name has both a PRIMARY and a SECONDARY.",
     enforcement_level=EnforcementLevel.MANDATORY, validate=_validate_failover_pairs)
 
+DATA_SELECTED = StackValidationPolicy(
+    name="hadeploy-backup-selects-every-data-store",
+    description="Every EFS file system and Aurora cluster carries the backup tag that one of "
+    "the stack's AWS Backup selections selects.",
+    enforcement_level=EnforcementLevel.MANDATORY, validate=_validate_data_selected)
+
 RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     SECURITY_GROUPS, HOT_ASG_MIN, EFS_ENCRYPTED, DATABASE, BACKUP_COPY]
-STACK_POLICIES: list[StackValidationPolicy] = [MULTI_AZ, EFS_EVERY_AZ, FAILOVER_PAIRS]
+STACK_POLICIES: list[StackValidationPolicy] = [MULTI_AZ, EFS_EVERY_AZ, FAILOVER_PAIRS,
+                                               DATA_SELECTED]
 POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
     *RESOURCE_POLICIES, *STACK_POLICIES]

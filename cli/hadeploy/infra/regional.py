@@ -5,6 +5,11 @@ components). Values about the peer region are plain strings from configuration o
 driver's stack config (``hadeploy:peerReady``, ``hadeploy:peerEfsId``,
 ``hadeploy:globalDbReady``) — never stack
 references — so a region builds, and is destroyed, while its peer is down.
+
+Before ``down`` destroys a region, the driver updates it once with a :class:`Teardown`:
+replication to the peer is dropped (no EFS pair binds two stacks any more) and what holds
+backups is either kept on destroy (the default) or emptied and deleted with the stack
+(``hadeploy down --delete-backups``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,13 @@ import pulumi  # noqa: TID253 - hadeploy.infra is only imported by the AWS targe
 import pulumi_aws as aws  # noqa: TID253
 
 from hadeploy.config import AwsSettings, Deployment
-from hadeploy.infra.backups import Backups, BackupsArgs
+from hadeploy.infra.backups import (
+    AuroraRestoreTarget,
+    Backups,
+    BackupsArgs,
+    RestoreTests,
+    RestoreTestsArgs,
+)
 from hadeploy.infra.cluster import AppCluster, AppClusterArgs
 from hadeploy.infra.database import AuroraDatabase, AuroraDatabaseArgs
 from hadeploy.infra.network import Network, NetworkArgs
@@ -25,6 +36,7 @@ from hadeploy.infra.settings import (
     CONFIG_NAMESPACE,
     TAG_HOSTS,
     RegionPlan,
+    Teardown,
     load_stack_config,
     plan_region,
     settings_of,
@@ -43,14 +55,20 @@ class RegionalInputs:
     peer_efs_id: str | None = None  # the peer's file system: the writer replicates into it
     # The primary region's global database exists: a secondary region's cluster can join it.
     global_db_ready: bool = False
+    teardown: Teardown | None = None  # None: a normal up
 
 
 def read_inputs() -> RegionalInputs:
     cfg = pulumi.Config(CONFIG_NAMESPACE)
+    # The plain CLI's teardown: set hadeploy:teardownStamp (e.g. 20250101-1200) and, to
+    # delete the backups too, hadeploy:deleteBackups true; 'pulumi up', then 'pulumi destroy'.
+    delete = cfg.get_bool("deleteBackups") or False
+    stamp = cfg.get("teardownStamp") or ""
     return RegionalInputs(app_secret=cfg.require_secret("appSecret"),
                           peer_ready=cfg.get_bool("peerReady") or False,
                           peer_efs_id=cfg.get("peerEfsId") or None,
-                          global_db_ready=cfg.get_bool("globalDbReady") or False)
+                          global_db_ready=cfg.get_bool("globalDbReady") or False,
+                          teardown=Teardown(delete, stamp) if delete or stamp else None)
 
 
 def deployment_from_stack_config() -> tuple[Deployment, AwsSettings]:
@@ -85,6 +103,8 @@ def region_provider(plan: RegionPlan) -> aws.Provider:
 
 
 def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
+    teardown = inputs.teardown
+    delete_backups = teardown is not None and teardown.delete_backups
     provider = region_provider(plan)
     in_region = pulumi.ResourceOptions(providers=[provider])
     network = Network("net", NetworkArgs(cidr=plan.vpc_cidr, az_count=plan.az_count),
@@ -106,7 +126,8 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
         secret_parameter_arn=secret.arn, deletion_protection=plan.deletion_protection),
         opts=in_region)
     replicate = None
-    if plan.writer and plan.efs_replication and plan.peer and inputs.peer_efs_id:
+    if plan.writer and plan.efs_replication and plan.peer and inputs.peer_efs_id \
+            and teardown is None:
         replicate = EfsReplicationArgs(plan.peer.aws_region, inputs.peer_efs_id)
     storage = SharedStorage("shared", SharedStorageArgs(
         vpc_id=network.vpc.id, subnet_ids=network.private_subnet_ids,
@@ -118,13 +139,26 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
         bucket_name=plan.bucket_name, partition=plan.partition,
         copy_vault_arn=plan.copy_vault_arn, copy_retention_days=plan.copy_retention_days,
         replicate_to_bucket_arn=(plan.peer.bucket_arn if plan.peer and plan.s3_replication
-                                 and inputs.peer_ready else None)), opts=in_region)
+                                 and inputs.peer_ready and teardown is None else None),
+        vault_lock=plan.vault_lock, delete_backups=delete_backups), opts=in_region)
     database = None
     if plan.database is not None and (plan.database.creates_global or inputs.global_db_ready):
         database = AuroraDatabase("db", AuroraDatabaseArgs(
             plan=plan.database, vpc_id=network.vpc.id, subnet_ids=network.private_subnet_ids,
             host_security_group_id=cluster.host_security_group.id,
-            deletion_protection=plan.deletion_protection), opts=in_region)
+            deletion_protection=plan.deletion_protection, backup_tag=plan.host_tag,
+            delete_backups=delete_backups,
+            final_snapshot_suffix=f"final-{teardown.stamp}" if teardown and teardown.stamp
+            else "final"), opts=in_region)
+    tests = None
+    if plan.restore_testing is not None:
+        tests = RestoreTests("restore-test", RestoreTestsArgs(
+            name=plan.restore_testing.name, schedule=plan.restore_testing.schedule,
+            selection_window_days=plan.restore_testing.selection_window_days,
+            vault_arn=backups.vault.arn, role_arn=backups.role.arn, backup_tag=plan.host_tag,
+            aurora=AuroraRestoreTarget(database.subnet_group.name,
+                                       database.security_group.id) if database else None,
+            depends_on=backups.role_attachments), opts=in_region)
     return {
         "region": plan.name,
         "aws_region": plan.aws_region,
@@ -145,6 +179,12 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
         "efs_access_point_id": storage.access_point.id,
         "efs_replicating_to": replicate.aws_region if replicate else None,
         "backup_vault_arn": backups.vault.arn,
+        "backup_vault_lock": ({"min_retention_days": plan.vault_lock.min_retention_days,
+                               "max_retention_days": plan.vault_lock.max_retention_days,
+                               "changeable_for_days": plan.vault_lock.changeable_for_days}
+                              if plan.vault_lock else None),
+        "restore_testing_plan": tests.plan.name if tests else None,
+        "backups_kept_on_destroy": not delete_backups,
         "artifacts_bucket_arn": backups.bucket.arn,
         "artifacts_replicating_to": (plan.peer.bucket_arn if backups.replication is not None
                                      and plan.peer else None),
