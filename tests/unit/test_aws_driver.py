@@ -212,6 +212,129 @@ def test_destroy_removes_dns_first_then_the_regions():
     assert report.failed == {} and ws.stacks == {}
 
 
+def _teardown_ups(ws: FakeWorkspace) -> dict[str, dict[str, Any]]:
+    return {name: c["config"] for o, name, c in ws.calls
+            if o == "up" and "hadeploy:teardownStamp" in c["config"]}
+
+
+def test_down_keeps_backups_updating_every_region_for_its_teardown_first():
+    dep, settings = load(2)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    report = target(dep, settings, ws).destroy(stamp="20250101-000000")
+    assert ws.ops()[0] == ("destroy", "demo-global")
+    # Every region is updated once for its teardown before any region is destroyed ...
+    assert sorted(ws.ops()[1:3]) == [("up", "demo-eu-west-1"), ("up", "demo-us-east-1")]
+    assert sorted(ws.ops()[3:]) == [("destroy", "demo-eu-west-1"), ("destroy", "demo-us-east-1")]
+    ups = _teardown_ups(ws)
+    assert set(ups) == {"demo-us-east-1", "demo-eu-west-1"}
+    assert {c["hadeploy:deleteBackups"] for c in ups.values()} == {"false"}
+    assert {c["hadeploy:teardownStamp"] for c in ups.values()} == {"20250101-000000"}
+    # ... without EFS replication: no pair binds two stacks while they are destroyed.
+    assert ups["demo-us-east-1"]["hadeploy:peerEfsId"] == ""
+    assert report.failed == {} and ws.stacks == {}
+    kept = " ".join(report.notes)
+    assert "vault hd-demo-us-east-1 (us-east-1)" in kept and "--delete-backups" in kept
+    assert "bucket hd-demo-123456789012-eu-west-1" in kept
+
+
+def test_down_delete_backups_updates_the_stacks_to_empty_and_delete_them():
+    dep, settings = load(2, data=True)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    report = target(dep, settings, ws).destroy(delete_backups=True)
+    ups = _teardown_ups(ws)
+    assert {c["hadeploy:deleteBackups"] for c in ups.values()} == {"true"}
+    assert len(ups) == 2 and report.failed == {}
+    assert "backups deleted" in report.notes[0]
+
+
+def test_the_teardown_reaches_the_program(monkeypatch):
+    import hadeploy.infra.regional as regional
+    from hadeploy.infra.settings import Teardown
+
+    seen: list[Any] = []
+    monkeypatch.setattr(regional, "regional_program",
+                        lambda dep, region, settings, inputs=None: seen.append(inputs))
+    dep, settings = load(2)
+    stacks = target(dep, settings, FakeWorkspace())
+    stacks.regional_spec("us-east-1", {"efs_id": "fs-peer"}, False,
+                         Teardown(delete_backups=True, stamp="s1")).program()
+    stacks.regional_spec("us-east-1", {"efs_id": "fs-peer"}).program()
+    assert seen[0].teardown == Teardown(True, "s1") and seen[0].peer_efs_id is None
+    assert seen[1].teardown is None and seen[1].peer_efs_id == "fs-peer"
+
+
+def test_with_a_database_the_writer_goes_last():
+    """Aurora refuses to delete a global database's writer while other members exist."""
+    dep, settings = load(3, data=True)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    target(dep, settings, ws).destroy()
+    destroys = ws.ops("destroy")[1:]
+    assert sorted(destroys[:2]) == [("destroy", "demo-ap-southeast-2"),
+                                    ("destroy", "demo-eu-west-1")]
+    assert destroys[2] == ("destroy", "demo-us-east-1")
+    # After a switchover to eu-west-1: its writer goes after the stack owning the global
+    # cluster (which detaches it: GlobalCluster.force_destroy).
+    stacks = target(dep, settings, FakeWorkspace())
+    assert stacks.destroy_waves("eu-west-1") == [["ap-southeast-2"], ["us-east-1"],
+                                                 ["eu-west-1"]]
+    assert stacks.destroy_waves(None) == [["eu-west-1", "ap-southeast-2"], ["us-east-1"]]
+    plain, plain_settings = load(3)
+    assert target(plain, plain_settings, FakeWorkspace()).destroy_waves("eu-west-1") == [
+        ["us-east-1", "eu-west-1", "ap-southeast-2"]]
+
+
+def test_a_region_whose_teardown_failed_is_not_destroyed_nor_what_it_binds():
+    dep, settings = load(3, data=True)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    ws.fail = {("up", "demo-ap-southeast-2")}
+    report = target(dep, settings, ws).destroy()
+    # eu-west-1 goes in the first wave; the primary must wait for ap-southeast-2.
+    assert ws.ops("destroy") == [("destroy", "demo-global"), ("destroy", "demo-eu-west-1")]
+    assert "teardown update failed" in report.failed["demo-ap-southeast-2"]
+    assert any("us-east-1 left in place" in n for n in report.notes)
+    # Without a database only the EFS pair binds: the primary's replica waits for it.
+    dep, settings = load(3)
+    ws = FakeWorkspace()
+    target(dep, settings, ws).up()
+    ws.calls.clear()
+    ws.fail = {("up", "demo-us-east-1")}
+    report = target(dep, settings, ws).destroy()
+    assert ws.ops("destroy") == [("destroy", "demo-global"), ("destroy", "demo-ap-southeast-2")]
+    assert any("eu-west-1 left in place" in n for n in report.notes)
+    assert set(report.failed) == {"demo-us-east-1"}
+
+
+def test_the_aws_target_passes_delete_backups_and_the_writer(tmp_path):
+    from hadeploy.state import StateDir
+    from hadeploy.targets.aws.target import AwsTarget
+
+    dep, _ = load(2, data=True)
+    seen: dict[str, Any] = {}
+
+    class Recorder:
+        def destroy(self, **kw: Any) -> Any:
+            seen.update(kw)
+            from hadeploy.targets.aws.driver import AwsReport
+
+            return AwsReport("destroy", notes=["kept: vault hd-demo-us-east-1"])
+
+    state = StateDir(tmp_path / "demo")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "regions.json").write_text('{"data_primary": "eu-west-1"}')
+    logged: list[str] = []
+    AwsTarget(dep, state, stacks=Recorder()).destroy(logged.append, delete_backups=True)
+    assert seen == {"delete_backups": True, "writer": "eu-west-1"}
+    assert logged == ["note: kept: vault hd-demo-us-east-1"]
+
+
 def test_destroy_leaves_the_regions_when_dns_cannot_be_removed():
     dep, settings = load(2)
     ws = FakeWorkspace(fail={("destroy", "demo-global")})

@@ -11,7 +11,12 @@ Automation API (inline programs from :mod:`hadeploy.infra`).
   never appears on a command line (``/proc/<pid>/cmdline`` is world-readable).
 - First deployment: replication needs the peer's bucket/file system to exist, so regions
   whose peer did not exist yet get a second ``up`` once it does (no stack references).
-- ``destroy``: the global stack first (DNS stops pointing at regions), then the regions.
+- ``destroy``: the global stack first (DNS stops pointing at regions); then every regional
+  stack is updated once for its teardown (replication to the peer dropped, so no EFS pair
+  binds two stacks; backups kept on destroy, or emptied with ``delete_backups``), then the
+  regions are destroyed in waves: every other region, then the region whose stack owns the
+  global database, then the region holding its writer (Aurora refuses to delete a writer
+  while other members exist).
 
 Pulumi is behind the small :class:`Workspace` protocol (:class:`PulumiWorkspace` is the
 real one), so the orchestration is tested without the Pulumi CLI. pulumi is imported only
@@ -24,6 +29,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.infra.settings import (
     GLOBAL_PROJECT,
     REGIONAL_PROJECT,
+    Teardown,
     check_deployment,
     plan_region,
     settings_of,
@@ -394,16 +401,20 @@ class Stacks:
         return json.dumps(data, sort_keys=True)
 
     def regional_spec(self, region: str, peer_outputs: Mapping[str, Any] | None,
-                      global_db_ready: bool = False) -> StackSpec:
+                      global_db_ready: bool = False,
+                      teardown: Teardown | None = None) -> StackSpec:
         plan = plan_region(self.dep, self.settings, region)
         peer_efs = ""
-        if plan.writer and plan.efs_replication and peer_outputs:
+        if plan.writer and plan.efs_replication and peer_outputs and teardown is None:
             peer_efs = str(peer_outputs.get("efs_id") or "")
         inputs = {"aws:region": plan.aws_region, "hadeploy:region": region,
                   "hadeploy:deployment": self._deployment_json(),
                   "hadeploy:peerReady": "true" if peer_outputs else "false",
                   "hadeploy:peerEfsId": peer_efs,
                   "hadeploy:globalDbReady": "true" if global_db_ready else "false"}
+        if teardown is not None:
+            inputs["hadeploy:teardownStamp"] = teardown.stamp
+            inputs["hadeploy:deleteBackups"] = "true" if teardown.delete_backups else "false"
         dep, settings, secret = self.dep, self.settings, self._app_secret
 
         def program() -> None:
@@ -411,7 +422,8 @@ class Stacks:
 
             regional_program(dep, region, settings, RegionalInputs(
                 app_secret=secret(), peer_ready=peer_outputs is not None,
-                peer_efs_id=peer_efs or None, global_db_ready=global_db_ready))
+                peer_efs_id=peer_efs or None, global_db_ready=global_db_ready,
+                teardown=teardown))
 
         return StackSpec(REGIONAL_PROJECT, plan.stack_name, program, inputs, region)
 
@@ -454,8 +466,9 @@ class Stacks:
 
     def _run_regional(self, action: str, region: str,
                       peer_outputs: Mapping[str, Any] | None,
-                      global_db_ready: bool = False) -> StackResult:
-        spec = self.regional_spec(region, peer_outputs, global_db_ready)
+                      global_db_ready: bool = False,
+                      teardown: Teardown | None = None) -> StackResult:
+        spec = self.regional_spec(region, peer_outputs, global_db_ready, teardown)
         self._say(f"{action} {spec.name}")
         try:
             if action == "preview":
@@ -466,14 +479,15 @@ class Stacks:
             return StackResult(spec.name, region, False, error=str(exc))
 
     def _regional_round(self, action: str, regions: list[str],
-                        known: Mapping[str, Mapping[str, Any] | None]) -> dict[str, StackResult]:
+                        known: Mapping[str, Mapping[str, Any] | None],
+                        teardown: Teardown | None = None) -> dict[str, StackResult]:
         with self._pool(len(regions)) as pool:
             futures = {}
             for region in regions:
                 peer = self._peer(region)
                 futures[region] = pool.submit(self._run_regional, action, region,
                                               known.get(peer) if peer else None,
-                                              self._global_db_ready(region, known))
+                                              self._global_db_ready(region, known), teardown)
             return {r: f.result() for r, f in futures.items()}
 
     # -- operations --
@@ -553,8 +567,12 @@ class Stacks:
             report.stacks.append(StackResult(name, None, False, error=str(exc)))
         return report
 
-    def destroy(self) -> AwsReport:
-        """The global stack first; if that fails, the regions are left alone."""
+    def destroy(self, *, delete_backups: bool = False, writer: str | None = None,
+                stamp: str | None = None) -> AwsReport:
+        """The global stack first (if that fails, the regions are left alone); then every
+        existing region is updated for its teardown and destroyed in :meth:`destroy_waves`
+        order. ``writer``: the region holding the database's writer now (default: the
+        primary); ``stamp``: makes the final snapshots' names unique (default: UTC now)."""
         self.preflight()
         report = AwsReport("destroy")
         regions = [r.name for r in self.dep.regions]
@@ -568,20 +586,85 @@ class Stacks:
             report.stacks.append(StackResult(spec.name, None, False, error=str(exc)))
             report.notes.append("regional stacks left in place: DNS may still point at them")
             return report
-
-        def destroy_region(region: str) -> StackResult:
-            regional = self.regional_spec(region, None)
-            self._say(f"destroy {regional.name}")
-            try:
-                existed = self.workspace.destroy(regional)
-                return StackResult(regional.name, region, True,
-                                   changes={"deleted_stack": int(existed)})
-            except StackFailed as exc:
-                return StackResult(regional.name, region, False, error=str(exc))
-
-        with self._pool(len(regions)) as pool:
-            report.stacks.extend(pool.map(destroy_region, regions))
+        teardown = Teardown(delete_backups=delete_backups,
+                            stamp=stamp or time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+        known = self._current_outputs(regions)
+        existing = [r for r in regions if known.get(r)]
+        prepared = self._regional_round("up", existing, known, teardown)
+        blocked: list[str] = []
+        for region in existing:
+            if not prepared[region].ok:
+                prepared[region].error = ("teardown update failed, not destroyed: "
+                                          f"{prepared[region].error}")
+                report.stacks.append(prepared[region])
+                blocked.append(region)
+        replica = self._peer(self.dep.primary.name) if self.settings.efs_replication else None
+        if self.dep.primary.name in blocked and replica and replica not in blocked:
+            # Its file system still receives the primary's replication: EFS refuses to
+            # delete it.
+            report.notes.append(f"{replica} left in place: the primary's EFS replication "
+                                "into it could not be removed")
+            blocked.append(replica)
+        earlier: list[str] = []
+        for wave in self.destroy_waves(writer):
+            todo = [r for r in wave if r not in blocked]
+            waiting = [r for r in earlier if r in blocked]
+            earlier += wave
+            if self.dep.data.enabled and waiting and todo:
+                report.notes.append(f"{', '.join(todo)} left in place: {', '.join(waiting)} "
+                                    "must be destroyed first (the global database)")
+                blocked += todo
+                continue
+            with self._pool(len(todo) or 1) as pool:
+                results = list(pool.map(self._destroy_region, todo))
+            report.stacks.extend(results)
+            blocked += [r.region for r in results if not r.ok and r.region]
+        report.notes += self._backup_notes([r for r in existing if r not in blocked], teardown)
         return report
+
+    def destroy_waves(self, writer: str | None = None) -> list[list[str]]:
+        """The order regions are destroyed in. Teardown already dropped EFS replication, so
+        without a database every region goes at once; with one: every other region, then the
+        region whose stack owns the global database, then the writer's if another."""
+        if not self.dep.data.enabled:
+            return [[r.name for r in self.dep.regions]]
+        owner = self.dep.primary.name
+        last = writer if writer in {r.name for r in self.dep.regions} else owner
+        others = [r.name for r in self.dep.regions if r.name not in (owner, last)]
+        waves = [others, [owner]] + ([[last]] if last != owner else [])
+        return [w for w in waves if w]
+
+    def _destroy_region(self, region: str) -> StackResult:
+        regional = self.regional_spec(region, None)
+        self._say(f"destroy {regional.name}")
+        try:
+            existed = self.workspace.destroy(regional)
+            return StackResult(regional.name, region, True,
+                               changes={"deleted_stack": int(existed)})
+        except StackFailed as exc:
+            return StackResult(regional.name, region, False, error=str(exc))
+
+    def _backup_notes(self, regions: list[str], teardown: Teardown) -> list[str]:
+        if not regions:
+            return []
+        plans = [plan_region(self.dep, self.settings, r) for r in regions]
+        lock = self.settings.backup.vault_lock
+        if teardown.delete_backups:
+            notes = ["backups deleted with the stacks: vaults and recovery points, artifacts "
+                     "buckets, database final snapshots and keys"]
+            if lock is not None and lock.changeable_for_days is not None:
+                notes.append("the vaults have a compliance-mode Vault Lock: once its grace "
+                             f"period ({lock.changeable_for_days} days) is over AWS refuses "
+                             "to delete recovery points before they expire, and a vault "
+                             "that holds one")
+            return notes
+        kept = [f"vault {p.vault_name} ({p.aws_region})" for p in plans]
+        kept += [f"bucket {p.bucket_name}" for p in plans]
+        kept += [f"final snapshot {p.database.cluster_id}-final-{teardown.stamp} and its key"
+                 for p in plans if p.database is not None]
+        return [f"kept (hadeploy down --delete-backups deletes them): {'; '.join(kept)}",
+                "a new 'up' of this deployment in this account needs the kept vaults and "
+                "buckets deleted or imported first (their names are taken)"]
 
     # -- topology --
 

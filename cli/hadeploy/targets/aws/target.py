@@ -163,8 +163,13 @@ class AwsTarget:
                               list(plan.changes), report.notes, seconds)
 
     def destroy(self, log: Log, *, delete_backups: bool = False) -> list[str]:
+        """Every stack; the backups (vaults, artifacts buckets, the database's final
+        snapshots and keys) are kept unless ``delete_backups``."""
         self.log = log
-        report = self.stacks.destroy()
+        writer = self.state.region_flags().data_primary
+        report = self.stacks.destroy(delete_backups=delete_backups, writer=writer)
+        for note in report.notes:
+            log(f"note: {note}")
         report.raise_for_failures()
         return [f"stack {s.stack}" for s in report.stacks]
 
