@@ -273,6 +273,56 @@ class FailoverPolicy(_Model):
     auto_failback: bool = False
 
 
+# A systemd calendar expression (OnCalendar=), checked for its characters here; systemd
+# itself checks the syntax when the timer is installed (systemd-analyze calendar).
+CALENDAR_RE = r"\A[A-Za-z0-9*,:./~ -]{1,64}\Z"
+DURATION_RE = r"\A([0-9]{1,6})(s|m|h|d)\Z"
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(v: str) -> int:
+    """'26h' → seconds (s, m, h, d)."""
+    m = re.fullmatch(DURATION_RE, v, re.ASCII)
+    if m is None or int(m.group(1)) == 0:
+        raise _Invalid(f"{_q(v)} is not a duration", "write a number and a unit, e.g. 26h, "
+                       "90m or 8d (s, m, h, d)")
+    return int(m.group(1)) * _UNIT[m.group(2)]
+
+
+Calendar = Annotated[str, AfterValidator(_checked(
+    CALENDAR_RE, "a systemd calendar expression",
+    "use e.g. 'daily', 'Sun *-*-* 01:00:00' or 'Mon..Sat *-*-* 01:00:00' (man systemd.time)"))]
+
+
+def _duration(v: str) -> str:
+    parse_duration(v)
+    return v
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class BackupConfig(_Model):
+    """Database backups (pgBackRest): WAL archived continuously to a repository in every
+    region, full and differential backups on a schedule, and a scheduled restore test."""
+
+    enabled: bool = True
+    full: Calendar = "Sun *-*-* 01:00:00"  # full backups (systemd OnCalendar=)
+    diff: Calendar = "Mon..Sat *-*-* 01:00:00"  # differential backups between fulls
+    verify: Calendar = "*-*-* 04:30:00"  # restore the newest backup into a scratch server
+    retention_full: Annotated[int, Field(ge=1, le=52)] = 2  # full backups kept per repository
+    max_age: Duration = "26h"  # status degrades when the newest backup is older
+    verify_max_age: Duration = "8d"  # ... or the last successful restore test is older
+
+    @property
+    def max_age_seconds(self) -> int:
+        return parse_duration(self.max_age)
+
+    @property
+    def verify_max_age_seconds(self) -> int:
+        return parse_duration(self.verify_max_age)
+
+
 class DataConfig(_Model):
     """The replicated PostgreSQL tier: a Patroni cluster in every region (the active
     region's is the primary cluster, the others standby clusters streaming from it)."""
@@ -284,6 +334,7 @@ class DataConfig(_Model):
     replication: str = "async"
     # Seconds of acknowledged writes a crash failover may lose without --allow-data-loss.
     rpo_budget: Annotated[float, Field(ge=0, le=86400)] = 5.0
+    backup: BackupConfig = BackupConfig()
 
     @field_validator("replication")
     @classmethod
@@ -882,6 +933,13 @@ data:                      # a PostgreSQL cluster (Patroni) in every region
   hosts: 3                 # database hosts per region: 3 survive the loss of one
   replication: async       # to the standby regions (the only mode so far)
   rpo_budget: 5            # seconds a crash failover may lose without --allow-data-loss
+  backup:                  # pgBackRest: a repository in every region, WAL archived to all
+    full: Sun *-*-* 01:00:00         # systemd calendar expressions
+    diff: Mon..Sat *-*-* 01:00:00
+    verify: "*-*-* 04:30:00"         # a restore test into a scratch server
+    retention_full: 2                # full backups kept in each repository
+    max_age: 26h                     # status degrades when the newest backup is older,
+    verify_max_age: 8d               # or the last good restore test
 
 lab:
   control_subnet: 10.91.0.0/24   # the lab's DNS server lives here

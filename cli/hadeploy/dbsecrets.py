@@ -1,7 +1,7 @@
 """The database tier's secrets: SCRAM passwords and a certificate authority per deployment.
 
 In ``<state>/db/`` (mode 0700), every file 0600:
-  passwords.json     superuser, replication, rewind, app and restapi passwords
+  passwords.json     superuser, replication, rewind, app, restapi and backup passwords
   ca.crt, ca.key     the deployment's CA (EC P-256): every client verifies the servers
   certs/<host>.crt   a server certificate per database host, its key next to it; the
   certs/<host>.key   names in it are the host's name and address and the region's VIP
@@ -24,7 +24,10 @@ from typing import Any
 
 from hadeploy.state import atomic_write, read_text
 
-ROLES = ("superuser", "replication", "rewind", "app", "restapi")
+ROLES = ("superuser", "replication", "rewind", "app", "restapi", "backup")
+# Roles added after a deployment's file was written: created on the next 'up' (the roles
+# that existed keep their passwords).
+ADDED_ROLES = ("backup",)
 VALIDITY = _dt.timedelta(days=3650)
 
 
@@ -56,11 +59,26 @@ def names_digest(dns: list[str], ips: list[str]) -> str:
 
 # --- passwords -------------------------------------------------------------------------
 
+def missing_roles(state: Path) -> list[str]:
+    """Roles added since the passwords file was written (``up`` adds them)."""
+    try:
+        doc = json.loads(read_text(passwords_path(state)) or "")
+    except ValueError:
+        return []  # unusable: load_passwords says why
+    return [r for r in ADDED_ROLES if isinstance(doc, dict) and r not in doc]
+
+
 def ensure_passwords(state: Path) -> bool:
-    """Create the passwords file if it is missing; whether it was created."""
+    """Create the passwords file if it is missing, add the passwords of roles added since
+    it was written; whether anything was created."""
     if passwords_path(state).exists():
+        missing = missing_roles(state)
+        if missing:
+            doc = json.loads(read_text(passwords_path(state)) or "")
+            doc.update({role: secrets.token_urlsafe(24) for role in missing})
+            atomic_write(passwords_path(state), json.dumps(doc, indent=2))
         load_passwords(state)  # a file that cannot be used is refused, never overwritten
-        return False
+        return bool(missing)
     atomic_write(passwords_path(state),
                  json.dumps({role: secrets.token_urlsafe(24) for role in ROLES}, indent=2))
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +31,18 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def probe(url: str, timeout: float = 1.0) -> ProbeResult:
-    """GET ``url`` (http or https); healthy means HTTP 200 within ``timeout``."""
+    """GET ``url`` (http or https); healthy means HTTP 200 within ``timeout``. A
+    ``tcp://host:port`` URL: healthy means the port accepts a connection (a server that
+    does not speak HTTP, e.g. pgBackRest's TLS server)."""
     parts = urlsplit(url)
     start = time.monotonic()
+    if parts.scheme == "tcp":
+        try:
+            socket.create_connection((parts.hostname or "", parts.port or 0), timeout).close()
+            return ProbeResult(url, True, None, (time.monotonic() - start) * 1000)
+        except OSError as exc:
+            return ProbeResult(url, False, None, (time.monotonic() - start) * 1000,
+                               f"{type(exc).__name__}: {exc}".strip())
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
         conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,

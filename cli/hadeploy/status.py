@@ -16,7 +16,7 @@ from hadeploy.config import Deployment
 from hadeploy.dns.base import DnsProvider
 from hadeploy.errors import HadeployError
 from hadeploy.health import ProbeResult, probe_many
-from hadeploy.topology import HostKind, RegionTopology, Topology
+from hadeploy.topology import BACKUP_REPO_PORT, HostKind, RegionTopology, Topology
 
 if TYPE_CHECKING:
     from hadeploy.data import DataState, Integrity, Slot
@@ -49,7 +49,7 @@ class EndpointStatus(_Doc):
 class HostStatus(_Doc):
     name: str
     address: str
-    kind: Literal["lb", "app", "db"]
+    kind: Literal["lb", "app", "db", "backup"]
     healthy: bool
     standby: bool
     status: int | None
@@ -143,6 +143,8 @@ def host_url(kind: HostKind, address: str, dep: Deployment) -> str:
         return f"http://{address}{LB_HEALTH_PATH}"
     if kind is HostKind.DB:
         return f"http://{address}:{PATRONI_PORT}{DB_HEALTH_PATH}"
+    if kind is HostKind.BACKUP:
+        return f"tcp://{address}:{BACKUP_REPO_PORT}"
     return f"http://{address}:{dep.app.port}{dep.app.health_path}"
 
 

@@ -23,6 +23,7 @@ class HostKind(StrEnum):
     LB = "lb"  # a load balancer (haproxy, and keepalived where the target needs a VIP)
     APP = "app"  # an application host
     DB = "db"  # a database host (PostgreSQL under Patroni, with the region's etcd)
+    BACKUP = "backup"  # the region's backup repository (pgBackRest) and restore tests
 
 
 class StorageType(StrEnum):
@@ -178,8 +179,20 @@ class Topology:
 # nothing, so they are left out of the configuration fingerprints. (The database role is
 # read by Patroni only when a cluster is first created; the host items are imported through
 # matters once, when a deployment first gains its database tier.)
+BACKUP_REPO_PORT = 8432  # pgBackRest's TLS server, on database and backup hosts
 RUNTIME_VARS = frozenset({"haproxy_fenced", "postgresql_primary", "postgresql_primary_hosts",
                           "app_import_host"})
+
+
+def stanza_name(deployment: str) -> str:
+    """The pgBackRest stanza of a deployment: one for every region's cluster (they are one
+    PostgreSQL system, so the new primary after a failover archives to the same stanza)."""
+    return f"hd-{deployment}"
+
+
+def backup_hosts(topo: Topology) -> list[Host]:
+    """Every region's backup host, in region order (repository N is the N-th)."""
+    return [h for r in topo.regions for h in r.of_kind(HostKind.BACKUP)]
 
 
 def slot_name(region: str) -> str:
@@ -189,19 +202,20 @@ def slot_name(region: str) -> str:
 
 def render_inventory(topo: Topology, dep: Deployment,
                      extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """An Ansible YAML inventory: groups ``lb``, ``app``, ``db`` and ``region_<name>``.
+    """An Ansible YAML inventory: groups ``lb``, ``app``, ``db``, ``backup`` and
+    ``region_<name>``.
 
     Every role variable is set here, per host, from the topology; roles never compute
     topology. Target-specific settings (connection, keepalived on/off, storage type) come
     from ``inventories/<target>/group_vars`` and from the topology itself; ``extra``: what
     the target adds for every host (the connection, the controller paths of secrets).
     """
-    groups: dict[str, dict[str, Any]] = {"lb": {}, "app": {}, "db": {}}
+    groups: dict[str, dict[str, Any]] = {"lb": {}, "app": {}, "db": {}, "backup": {}}
     region_groups: dict[str, dict[str, Any]] = {}
     for region in topo.regions:
         members: dict[str, Any] = {}
         for kind, hostvars in ((HostKind.LB, _lb_vars), (HostKind.APP, _app_vars),
-                               (HostKind.DB, _db_vars)):
+                               (HostKind.DB, _db_vars), (HostKind.BACKUP, _backup_vars)):
             for index, host in enumerate(region.of_kind(kind)):
                 hv = _common_vars(topo, host)
                 hv.update(hostvars(topo, dep, region, index))
@@ -279,6 +293,39 @@ def _db_vars(topo: Topology, dep: Deployment, region: RegionTopology,
         "postgresql_slots": [slot_name(r.name) for r in others],
         "postgresql_replication_clients": every_db,
         "postgresql_app_clients": [h.address for h in region.of_kind(HostKind.LB)],
+        "postgresql_backup_clients": [h.address for h in backup_hosts(topo)],
+        "postgresql_archive": bool(backup_hosts(topo)),
+        **_pgbackrest_vars(topo, dep),
+        # on a database host: its repositories are remote (every backup host)
+        "pgbackrest_repos": [{"name": h.name, "address": h.address, "region": h.region}
+                             for h in backup_hosts(topo)],
+        "pgbackrest_clients": [h.name for h in backup_hosts(topo)],
+    }
+
+
+def _pgbackrest_vars(topo: Topology, dep: Deployment) -> dict[str, Any]:
+    return {"pgbackrest_stanza": stanza_name(topo.deployment),
+            "pgbackrest_port": BACKUP_REPO_PORT,
+            "pgbackrest_retention_full": dep.data.backup.retention_full}
+
+
+def _backup_vars(topo: Topology, dep: Deployment, region: RegionTopology,
+                 _index: int) -> dict[str, Any]:
+    """A backup host keeps a repository of its own (local) and reaches every database
+    host of every region (pgBackRest backs up whichever is the writable primary)."""
+    backup = dep.data.backup
+    every_db = [h for r in topo.regions for h in r.of_kind(HostKind.DB)]
+    return {
+        **_pgbackrest_vars(topo, dep),
+        "pgbackrest_db_hosts": [{"name": h.name, "address": h.address, "region": h.region}
+                                for h in every_db],
+        "pgbackrest_clients": [h.name for h in every_db],
+        "pgbackrest_repo_region": region.name,
+        "pgbackrest_repo_index": 1 + [h.region for h in backup_hosts(topo)].index(region.name),
+        "pgbackrest_database": "hadeploy",
+        "pgbackrest_schedule_full": backup.full,
+        "pgbackrest_schedule_diff": backup.diff,
+        "pgbackrest_schedule_verify": backup.verify,
     }
 
 

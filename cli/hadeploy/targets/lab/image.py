@@ -31,6 +31,8 @@ PACKAGES = (
     # the database tier: PostgreSQL under Patroni with an etcd per region; the app's driver
     "postgresql-15", "patroni", "python3-etcd", "etcd-server", "etcd-client",
     "python3-psycopg2",
+    # backups: pgBackRest (database, WAL archive) and restic (shared storage)
+    "pgbackrest", "restic",
 )
 
 # Units that are installed by the packages but must only run where a role enables them,
@@ -56,7 +58,7 @@ SSH_DROPIN = ("[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
 SSHD_CONFIG = ("PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                "KbdInteractiveAuthentication no\nUseDNS no\nMaxStartups 100:30:200\n")
 
-RECIPE_VERSION = "6"
+RECIPE_VERSION = "7"
 
 
 def default_mirror() -> str:

@@ -1,8 +1,9 @@
 """Lab names and addresses: deterministic, derived from the Deployment alone.
 
 Per region subnet: gateway .1, prober .5, VIP .10, load balancers .11/.12, database
-hosts .13 to .17, app hosts .21 and up. On the control subnet: the DNS server at .53. Every
-object is named ``hd-<deployment>-…`` so that deployments on one machine never collide.
+hosts .13 to .17, the backup host .18, app hosts .21 and up. On the control subnet: the DNS
+server at .53. Every object is named ``hd-<deployment>-…`` so that deployments on one
+machine never collide.
 The database tier is reached through the region's VIP: port 5432 for the writable primary,
 5433 for any readable member (haproxy chooses by Patroni's health endpoints).
 """
@@ -27,6 +28,7 @@ from hadeploy.topology import (
 
 PROBER_PORT = 9100
 PROBER_OFFSET, VIP_OFFSET, LB_OFFSET, DB_OFFSET, APP_OFFSET, DNS_OFFSET = 5, 10, 11, 13, 21, 53
+BACKUP_OFFSET = 18
 DB_WRITE_PORT, DB_READ_PORT = 5432, 5433
 ROUTER_ID_BASE = 51
 
@@ -49,6 +51,11 @@ def control_network(deployment: str) -> str:
 
 def volume_name(deployment: str, region: str) -> str:
     return f"hd-{deployment}-{region}-shared"
+
+
+def backup_volume(deployment: str, region: str) -> str:
+    """The backup host's repository: a volume that 'down' keeps (unless --delete-backups)."""
+    return f"hd-{deployment}-{region}-backup"
 
 
 def prober_name(deployment: str, region: str) -> str:
@@ -100,6 +107,9 @@ def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
             hosts += [Host(host_name(dep.name, region.name, f"db{i + 1}"),
                            str(base + DB_OFFSET + i), HostKind.DB, region.name)
                       for i in range(dep.data.hosts)]
+            if dep.data.backup.enabled:
+                hosts.append(Host(host_name(dep.name, region.name, "backup"),
+                                  str(base + BACKUP_OFFSET), HostKind.BACKUP, region.name))
         hosts += [Host(host_name(dep.name, region.name, f"app{i + 1}"),
                        str(base + APP_OFFSET + i), HostKind.APP, region.name,
                        standby=i >= running)

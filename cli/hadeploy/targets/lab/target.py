@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hadeploy import configure, dbsecrets
+from hadeploy import backup, configure, dbsecrets
 from hadeploy.config import Deployment
 from hadeploy.data import DataState, settle_region
 from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
@@ -38,6 +38,8 @@ PROBER_SOURCE = Path(__file__).resolve().parents[2] / "prober.py"
 SPEC_LABEL = "io.hadeploy.spec"
 REGION_LABEL = "io.hadeploy.region"
 PLAYBOOK = "site.yml"
+BACKUP_REPO_PATH = "/var/lib/pgbackrest"  # the backup host's repository (its volume)
+TLS_KINDS = (HostKind.DB, HostKind.BACKUP)  # hosts with a certificate from the deployment CA
 
 
 def _quiet(_message: str) -> None:
@@ -63,7 +65,8 @@ def connection_vars(state: Path) -> dict[str, str]:
     return {"ansible_ssh_private_key_file": str(ssh_key_path(state)),
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts_path(state)} "
                                        "-o StrictHostKeyChecking=yes",
-            "hadeploy_db_dir": str(dbsecrets.db_dir(state))}
+            "hadeploy_db_dir": str(dbsecrets.db_dir(state)),
+            "hadeploy_backup_dir": str(backup.backup_dir(state))}
 
 
 # --- what exists ---------------------------------------------------------------------------
@@ -89,6 +92,7 @@ class LabLive:
     tsig_key: TsigKey | None = None
     db_passwords: bool = False
     db_ca: bool = False
+    backup_key: bool = False
     db_certs: dict[str, str] = field(default_factory=dict)  # host → digest of its names
     data: dict[str, DataState] = field(default_factory=dict)  # each region's cluster now
     converged: dict[str, str] = field(default_factory=dict)
@@ -210,13 +214,19 @@ class LabTarget:
                                     detail=f"knotd, {topo.dns.server}"))
         if self.dep.data.enabled:
             objs += [Desired("secret", "db-passwords"), Desired("certificate", "db-ca")]
+            if self.dep.data.backup.enabled:
+                objs.append(Desired("secret", "backup-key",
+                                    detail="the backup repositories' passphrase"))
             objs += [Desired("certificate", h.name, r.name,
                              spec=dbsecrets.names_digest(*self._cert_names(h, r)))
-                     for r in topo.regions for h in r.of_kind(HostKind.DB)]
+                     for r in topo.regions for h in r.hosts if h.kind in TLS_KINDS]
         for region in topo.regions:
             objs.append(Desired("network", naming.network_name(name, region.name), region.name,
                                 spec=region.subnet, detail=region.subnet))
             objs.append(Desired("volume", region.storage.source, region.name))
+            if region.of_kind(HostKind.BACKUP):
+                objs.append(Desired("volume", naming.backup_volume(name, region.name),
+                                    region.name, detail="backup repository (kept by down)"))
             for host in region.hosts:
                 objs.append(self._container(
                     host.name, region.name, self._host_args(host, region, ref),
@@ -244,8 +254,9 @@ class LabTarget:
 
     @staticmethod
     def _cert_names(host: Host, region: RegionTopology) -> tuple[list[str], list[str]]:
-        """What a database host's certificate names: clients reach it by its own address
-        (replication, rewind) or through haproxy on the region's VIP (the application)."""
+        """What a database or backup host's certificate names: clients reach it by its own
+        address (replication, rewind, pgBackRest) or through haproxy on the region's VIP
+        (the application)."""
         return [host.name], [host.address, region.vip]
 
     def _container(self, name: str, region: str | None, args: list[str], *,
@@ -263,6 +274,9 @@ class LabTarget:
                       "/root/.ssh/authorized_keys:ro"]
         if host.kind is HostKind.LB:
             args += ["--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW"]
+        elif host.kind is HostKind.BACKUP:
+            args += ["-v", f"{naming.backup_volume(self.dep.name, region.name)}:"
+                           f"{BACKUP_REPO_PATH}"]
         else:
             args += ["-v", f"{region.storage.source}:{region.storage.path}"]
         return [*args, ref, "/lib/systemd/systemd"]
@@ -344,12 +358,13 @@ class LabTarget:
 
     def _observe_secrets(self, live: LabLive) -> None:
         state = self.state.path
-        if dbsecrets.passwords_path(state).exists():
+        if dbsecrets.passwords_path(state).exists() and not dbsecrets.missing_roles(state):
             dbsecrets.load_passwords(state)  # refuses a file that cannot be used
             live.db_passwords = True
         live.db_ca = dbsecrets.ca_path(state).exists()
+        live.backup_key = backup.has_repo_key(state)
         for region in self.topology().regions:
-            for host in region.of_kind(HostKind.DB):
+            for host in (h for h in region.hosts if h.kind in TLS_KINDS):
                 names = dbsecrets.cert_names(dbsecrets.cert_path(state, host.name))
                 if names is not None and dbsecrets.key_path(state, host.name).exists():
                     live.db_certs[host.name] = dbsecrets.names_digest(*names)
@@ -438,7 +453,9 @@ class LabTarget:
                     ] if absent else []
         missing = {"image": not live.image,
                    "key": not (live.ssh_key if want.name == "ssh" else live.tsig_key),
-                   "secret": not live.db_passwords, "certificate": not live.db_ca,
+                   "secret": not (live.backup_key if want.name == "backup-key"
+                                  else live.db_passwords),
+                   "certificate": not live.db_ca,
                    "network": want.name not in live.networks,
                    "volume": want.name not in live.volumes}
         if want.kind not in missing:
@@ -569,6 +586,9 @@ class LabTarget:
             TsigKey.generate(knot.key_name(self.dep)).save(self.tsig_path)
             self._desired = None  # the DNS server's spec depends on the key
             self.desired()
+        elif kind == "secret" and name == "backup-key":
+            dbsecrets.ensure_ca(self.state.path, self.dep.name)  # the key is per CA
+            backup.ensure_repo_key(self.state.path)
         elif kind == "secret":
             dbsecrets.ensure_passwords(self.state.path)
         elif kind == "certificate" and change.region is None:
@@ -582,7 +602,9 @@ class LabTarget:
             subnet = change.detail
             self._create_network(name, subnet)
         elif kind == "volume":
-            podman.run(["volume", "create", *self._labels(change.region), name])
+            backups = {naming.backup_volume(self.dep.name, r.name) for r in topo.regions}
+            label = ["--label", f"{podman.BACKUP_LABEL}=1"] if name in backups else []
+            podman.run(["volume", "create", *self._labels(change.region), *label, name])
         elif kind == "container":  # the DNS server
             self._write_dns_files(topo)
             desired = {d.name: d for d in self.desired()}
