@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import typer
 
-from hadeploy.commands import doctor, down, failover, init, plan, status, up, watch
+from hadeploy.commands import backup, doctor, down, failover, init, plan, status, up, watch
 from hadeploy.errors import ExitCode, HadeployError
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ app = typer.Typer(
 COMMANDS: dict[str, Callable[..., None]] = {
     "init": init.init, "plan": plan.plan, "up": up.up, "status": status.status,
     "down": down.down, "failover": failover.failover, "failback": failover.failback,
-    "watch": watch.watch, "doctor": doctor.doctor,
+    "watch": watch.watch, "restore": backup.restore, "doctor": doctor.doctor,
 }
 
 
@@ -42,6 +42,9 @@ def unwrap(doc: str | None) -> str:
 
 for _name, _command in COMMANDS.items():
     app.command(name=_name, help=unwrap(_command.__doc__))(_command)
+for _info in backup.app.registered_commands:
+    _info.help = unwrap(_info.callback.__doc__ if _info.callback else "")
+app.add_typer(backup.app, name="backup")
 
 
 def main() -> None:

@@ -106,6 +106,18 @@ def members(hosts: Iterable[tuple[str, str]], port: int = 8008,
         return list(pool.map(lambda h: member(h[0], h[1], port, timeout), hosts))
 
 
+def restart(address: str, password: str, *, port: int = 8008, timeout: float = 120.0) -> None:
+    """Restart one member's PostgreSQL through Patroni (it waits for the restart)."""
+    try:
+        status, doc = _request(address, port, "POST", "/restart", timeout, {}, password)
+    except (OSError, http.client.HTTPException) as exc:
+        raise HadeployError(f"restarting PostgreSQL on {address} failed: "
+                            f"{type(exc).__name__}: {exc}", code=ExitCode.FAILED) from None
+    if status != 200:
+        raise HadeployError(f"restarting PostgreSQL on {address} failed: HTTP {status} "
+                            f"{str(doc)[:160]}", code=ExitCode.FAILED)
+
+
 def patch_config(addresses: Iterable[str], body: dict[str, Any], password: str, *,
                  port: int = 8008, timeout: float = 3.0) -> str:
     """PATCH the cluster's dynamic configuration through the first member that answers

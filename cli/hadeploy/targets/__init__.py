@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hadeploy.config import Deployment
-    from hadeploy.data import DataState, Integrity, Slot
+    from hadeploy.data import DataState, HostRun, Integrity, Slot
     from hadeploy.dns.base import DnsProvider
     from hadeploy.quorum import Vote
     from hadeploy.state import StateDir
@@ -163,6 +163,9 @@ class Runtime:
     region_ops: Callable[[Topology], RegionOps]
     status: Callable[[float], StatusDoc]
     extra_votes: ExtraVotes | None = None
+    # Runs a command on a host (lab: podman exec): backups and restores drive the database
+    # and backup hosts with it. None: the target's hosts are not reachable that way (aws).
+    host_run: HostRun | None = None
 
 
 class Target(Protocol, Generic[LiveT]):

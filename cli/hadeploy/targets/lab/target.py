@@ -808,7 +808,7 @@ class LabTarget:
         return destroy(self.dep.name, log, keep_backups=not delete_backups)
 
     def runtime(self) -> Runtime:
-        from hadeploy.targets.lab.ops import LabRegionOps
+        from hadeploy.targets.lab.ops import LabRegionOps, podman_run
 
         def status(timeout: float) -> StatusDoc:
             topo = self.topology()
@@ -820,7 +820,8 @@ class LabTarget:
                            if data is not None else None)
 
         return Runtime(topology=self.topology, dns=self.dns_provider,
-                       region_ops=lambda topo: LabRegionOps(self, topo), status=status)
+                       region_ops=lambda topo: LabRegionOps(self, topo), status=status,
+                       host_run=podman_run)
 
 
 # --- objects by label (work without a state directory) ------------------------------------

@@ -1,0 +1,237 @@
+"""``hadeploy backup run|list|verify`` and ``hadeploy restore``: the database's backups."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from hadeploy.commands._common import (
+    ConfigOpt,
+    DeploymentOpt,
+    JsonOpt,
+    StateDirOpt,
+    YesOpt,
+    confirm,
+    require_built,
+    resolve,
+    stderr_console,
+)
+from hadeploy.errors import ExitCode, HadeployError
+
+app = typer.Typer(help="Database backups: take one, list them, prove one restores.",
+                  no_args_is_help=True)
+RegionOpt = Annotated[str | None, typer.Option(
+    "--region", help="Whose repository (default: the writable region's; 'run' without it: "
+    "every region's).")]
+KINDS = ("full", "diff", "incr")
+
+
+def _hosts(config: Any, deployment: Any, state_dir: Any) -> Any:
+    from hadeploy import targets
+    from hadeploy.backup import BackupHosts
+
+    dep, state = resolve(config, None, deployment, state_dir)
+    require_built(dep, state)
+    runtime = targets.for_deployment(dep, state).runtime()
+    if runtime.host_run is None:
+        raise HadeployError(
+            f"'hadeploy backup' drives pgBackRest on the lab's backup hosts; target "
+            f"{dep.target.value} keeps its backups in AWS Backup and Aurora",
+            hint="see docs/aws.md (restore testing plans are the counterpart of 'verify')",
+            code=ExitCode.NOT_AVAILABLE)
+    return dep, state, BackupHosts(runtime.topology(), runtime.host_run)
+
+
+def _emit(doc: Any, json_out: bool, ok: bool, line: str) -> None:
+    if json_out:
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        stderr_console().print(line)
+    if not ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command("run")
+def run(
+    kind: Annotated[str, typer.Option("--type", help="full, diff or incr.")] = "full",
+    region: RegionOpt = None,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Take a backup now (into every region's repository, or --region's), with its marker.
+
+    Exit 0 when every backup succeeded, 1 when one failed (its error is printed).
+
+    Example:  hadeploy backup run --type diff
+    """
+    if kind not in KINDS:
+        raise HadeployError(f"--type {kind[:40]!r} is not a backup type",
+                            hint="use full, diff or incr", code=ExitCode.BAD_INPUT)
+    _dep, state, hosts = _hosts(config, deployment, state_dir)
+    regions = [hosts.region(region)] if region else hosts.regions()
+    if region:
+        results = {regions[0].name: hosts.call(regions[0], kind)}
+    else:
+        results = hosts.each(kind, timeout=7200)
+    ok = all(r.get("ok") for r in results.values())
+    state.audit("backup", type=kind, regions=sorted(results), ok=ok,
+                labels={n: r.get("label") for n, r in results.items()})
+    lines = [f"{name}: " + (f"[green]{r['label']}[/] ({r.get('size', 0) / 1e6:.1f} MB, "
+                            f"{r.get('seconds', 0):.1f} s)" if r.get("ok")
+                            else f"[red]failed[/]: {r.get('error', '')[:400]}")
+             for name, r in results.items()]
+    _emit(results, json_out, ok, "\n".join(lines))
+
+
+@app.command("list")
+def list_(
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """List every repository's backups: where, when, size, marker, restore test.
+
+    Example:  hadeploy backup list --json
+    """
+    _dep, _state, hosts = _hosts(config, deployment, state_dir)
+    repos = hosts.each("list")
+    lines = []
+    for name, repo in repos.items():
+        if repo.get("error"):
+            lines.append(f"{name}: [red]unavailable[/] ({repo['error'][:200]})")
+            continue
+        lines.append(f"{name} (repository {repo.get('repo')}, stanza {repo.get('stanza')}):")
+        for b in repo.get("backups", []):
+            verified = b.get("verified") or {}
+            check = ("verified" if verified.get("ok") else "VERIFY FAILED"
+                     if verified.get("ok") is False else "not verified")
+            lines.append(f"  {b['label']}  {b['type']:<4}  {b['size'] / 1e6:8.1f} MB  "
+                         f"{check}")
+        if not repo.get("backups"):
+            lines.append("  (no backup)")
+    _emit({"repositories": repos}, json_out, True, "\n".join(lines))
+
+
+@app.command("verify")
+def verify(
+    label: Annotated[str | None, typer.Option(
+        "--set", help="The backup to test (a label from 'backup list'; default: newest).")
+    ] = None,
+    region: RegionOpt = None,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Prove a backup restores: into a scratch server on the backup host, recovered to its
+    marker; the marker row and a hash of every item must match what was recorded at backup
+    time, and pg_amcheck --heapallindexed must find nothing. Records each step's time.
+
+    Exit 0 when the backup is proven, 1 when not (damaged, missing WAL, different data).
+
+    Example:  hadeploy backup verify --region west
+    """
+    if label is not None and not label.replace("-", "").replace("_", "").isalnum():
+        raise HadeployError(f"--set {label[:40]!r} is not a backup label",
+                            hint="copy one from 'hadeploy backup list'",
+                            code=ExitCode.BAD_INPUT)
+    _dep, state, hosts = _hosts(config, deployment, state_dir)
+    where = hosts.region(region)
+    doc = hosts.call(where, "verify", *([label] if label else []))
+    state.audit("backup-verify", region=where.name, label=doc.get("label"),
+                ok=bool(doc.get("ok")), error=doc.get("error"))
+    steps = ", ".join(f"{k} {v:.1f}s" for k, v in (doc.get("steps") or {}).items())
+    line = (f"[green]verified[/] {doc.get('label')} in {where.name}: "
+            f"{(doc.get('restored') or {}).get('items')} items match the marker ({steps})"
+            if doc.get("ok") else f"[red]verification FAILED[/] ({where.name}, "
+            f"{doc.get('label')}): {doc.get('error')}")
+    _emit(doc, json_out, bool(doc.get("ok")), line)
+
+
+def restore(
+    time_value: Annotated[str | None, typer.Option(
+        "--time", help="Recover to this moment (ISO 8601; UTC unless it has an offset).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Recover to this named restore point.")] = None,
+    to_scratch: Annotated[bool, typer.Option(
+        "--to-scratch", help="Restore into a scratch server on the backup host for "
+        "inspection; production is not touched.")] = False,
+    region: RegionOpt = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (audited).")] = "",
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    deployment: DeploymentOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Point-in-time recovery of the database, in place: the writable region's leader is
+    restored from the backups to --time or --name, every other member and region is
+    re-seeded from it. DNS and the app are untouched; writes fail while it runs.
+
+    Everything written after the target is discarded from the live database (the WAL of
+    the old timeline stays in the archive). Takes the deployment lock; asks on a terminal
+    unless --yes and refuses without one; audited. A failed run leaves the databases paused
+    and is finished by running the same command again.
+
+    Example:  hadeploy restore --time 2026-11-28T17:05:00Z --reason "items deleted" --yes
+    """
+    from hadeploy import targets
+    from hadeploy.backup import BackupHosts
+    from hadeploy.data import Clusters
+    from hadeploy.restore import PointInTimeRestore, RestoreTarget
+    from hadeploy.topology import HostKind
+
+    target = RestoreTarget.parse(time_value, name)
+    dep, state = resolve(config, None, deployment, state_dir)
+    require_built(dep, state)
+    runtime = targets.for_deployment(dep, state).runtime()
+    if runtime.host_run is None:
+        raise HadeployError(
+            f"'hadeploy restore' drives pgBackRest on the lab's hosts; on target "
+            f"{dep.target.value} restore an Aurora cluster to a point in time with AWS",
+            hint="see docs/aws.md", code=ExitCode.NOT_AVAILABLE)
+    topo = runtime.topology()
+    console = stderr_console()
+    if to_scratch:
+        hosts = BackupHosts(topo, runtime.host_run)
+        where = hosts.region(region)
+        doc = hosts.call(where, "scratch", target.scratch_arg())
+        state.audit("restore-scratch", region=where.name, target=target.describe(),
+                    ok=bool(doc.get("ok")), reason=reason)
+        host = where.of_kind(HostKind.BACKUP)[0].name
+        _emit({**doc, "region": where.name, "host": host}, json_out, bool(doc.get("ok")),
+              f"[green]restored[/] to {target.describe()} into the scratch server on {host}; "
+              f"inspect it with: podman exec -it -u postgres {host} {doc.get('connect', '')}"
+              if doc.get("ok") else f"[red]scratch restore failed[/]: {doc.get('error')}")
+        return
+    data = runtime.region_ops(topo).data
+    if not isinstance(data, Clusters):
+        raise HadeployError("this deployment has no database tier to restore",
+                            code=ExitCode.BAD_INPUT)
+    primary = topo.data_primary_region
+    assert primary is not None
+    confirm(f"Restore the database of '{dep.name}' to {target.describe()}? Everything "
+            f"written after it is discarded; {primary.name} is restored and every other "
+            "region re-seeded, and writes fail until it is done.", yes)
+    with state.lock("restore"):
+        state.audit("restore-start", target=target.describe(), region=primary.name,
+                    reason=reason)
+        try:
+            report = PointInTimeRestore(topo, data,
+                                        log=lambda m: console.print(f"[dim]·[/] {m}")
+                                        ).restore(target)
+        except HadeployError as exc:
+            state.audit("restore", target=target.describe(), ok=False, error=exc.message)
+            raise
+        state.audit("restore", ok=True, **report.to_dict())
+    _emit(report.to_dict(), json_out, True,
+          f"[green]restored[/] {primary.name} to {target.describe()}: "
+          f"{report.restored.get('items')} items, timeline {report.restored.get('timeline')}"
+          f"; re-seeded {', '.join(report.reseeded) or 'no other region'} "
+          f"({sum(report.steps.values()):.0f} s)")
