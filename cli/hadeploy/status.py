@@ -81,6 +81,24 @@ class IntegrityStatus(_Doc):
     error: str | None  # the check, or reading it, failed
 
 
+class BackupStatus(_Doc):
+    """A region's backup repository (regions[].backup): its newest good backup and last
+    restore test, against the policy in data.backup."""
+
+    last_backup_at: str | None  # the newest backup that succeeded (with its marker)
+    last_backup_label: str | None
+    last_backup_age_seconds: float | None
+    last_backup_error: str | None  # the most recent attempt failed (why)
+    last_verify_at: str | None
+    last_verify_ok: bool | None  # None: never restore-tested
+    last_verify_label: str | None
+    last_verify_age_seconds: float | None
+    last_verify_error: str | None
+    split_brain: bool = False  # the archive refused WAL: two primaries on one timeline?
+    problems: list[str]  # why this repository makes the deployment degraded (empty: none)
+    error: str | None = None  # the backup host could not be asked
+
+
 class DataStatus(_Doc):
     """A region's database cluster (regions[].data)."""
 
@@ -115,6 +133,7 @@ class RegionStatus(_Doc):
     hosts: list[HostStatus]
     history: dict[str, Any] | None
     data: DataStatus | None = None
+    backup: BackupStatus | None = None
 
 
 class StatusDoc(_Doc):
@@ -164,6 +183,8 @@ class DataReaders:
     observe: Callable[[], dict[str, DataState]] | None = None
     slots: SlotReader | None = None
     integrity: Callable[[RegionTopology, str], Integrity] | None = None
+    # every backup host's last backup and restore test: region → the host's answer
+    backups: Callable[[], dict[str, dict[str, Any]]] | None = None
 
 
 def data_status(topo: Topology, timeout: float,
@@ -242,10 +263,14 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
             urls += [host_url(h.kind, h.address, dep) for h in region.hosts]
     with_data = (data is not None and data.observe is not None) or any(
         r.data is not None and r.of_kind(HostKind.DB) for r in topo.regions)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the databases' view while probing
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the databases' view while probing
         data_future = pool.submit(data_status, topo, timeout, data) if with_data else None
+        backup_future = pool.submit(data.backups) if data is not None and data.backups \
+            else None
         results = probe_many(urls, timeout)
         databases = data_future.result() if data_future is not None else {}
+        repos = backup_future.result() if backup_future is not None else {}
+    backups = {name: backup_status(name, answer, dep) for name, answer in repos.items()}
 
     dns_doc = DnsStatus(server=topo.dns.server, port=topo.dns.port, zone=topo.dns.zone,
                         record=topo.dns.fqdn, ttl=topo.dns.ttl, answer=[], error=None)
@@ -274,7 +299,7 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
             lb_master=vip.headers.get(LB_HEADER), serving_expected=region.serving_expected,
             fenced=region.fenced, promoted=region.promoted, endpoint=_endpoint(vip),
             hosts=hosts, history=history.get(region.name),
-            data=databases.get(region.name)))
+            data=databases.get(region.name), backup=backups.get(region.name)))
     return StatusDoc(
         deployment=topo.deployment, target=topo.target.value, checked_at=utc_now(),
         active_region=active[0] if len(active) == 1 else None,
@@ -285,8 +310,47 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         or any(r.data is not None and r.data.role in ("down", "unknown") for r in regions)
         or any(r.data is not None and r.data.integrity is not None and (
             r.data.integrity.ok is False or (r.data.integrity.checksum_failures or 0) > 0)
-            for r in regions),
+            for r in regions)
+        or any(r.backup is not None and bool(r.backup.problems) for r in regions),
         history_error=history_error, dns=dns_doc, regions=regions)
+
+
+def backup_status(region: str, answer: dict[str, Any], dep: Deployment) -> BackupStatus:
+    """A backup host's ``last`` answer against the policy (data.backup)."""
+    import time
+
+    from hadeploy.backup import freshness
+
+    if answer.get("error") and "last_backup" not in answer:
+        return BackupStatus(
+            last_backup_at=None, last_backup_label=None, last_backup_age_seconds=None,
+            last_backup_error=None, last_verify_at=None, last_verify_ok=None,
+            last_verify_label=None, last_verify_age_seconds=None, last_verify_error=None,
+            problems=["its backup host does not answer"], error=str(answer["error"])[:300])
+    fresh = freshness(region, answer)
+    now = time.time()
+
+    def stamp(at: float | None) -> str | None:
+        return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return BackupStatus(
+        last_backup_at=stamp(fresh.backup_at), last_backup_label=fresh.backup_label,
+        last_backup_age_seconds=None if fresh.backup_at is None
+        else round(now - fresh.backup_at, 1),
+        last_backup_error=fresh.backup_error, last_verify_at=stamp(fresh.verify_at),
+        last_verify_ok=fresh.verify_ok, last_verify_label=fresh.verify_label,
+        last_verify_age_seconds=None if fresh.verify_at is None
+        else round(now - fresh.verify_at, 1),
+        last_verify_error=fresh.verify_error, split_brain=fresh.split_brain,
+        problems=fresh.problems(dep.data.backup, now))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit} ago"
+    return f"{seconds:.0f} s ago"
 
 
 def _integrity_line(check: dict[str, Any]) -> tuple[str, str]:
@@ -376,6 +440,16 @@ def render_text(status: StatusDoc) -> Any:
             check = data.get("integrity")
             if check:
                 lines.append(Text(*_integrity_line(check)))
+        repo = region.get("backup")
+        if repo:
+            verify = ("never" if repo["last_verify_ok"] is None else
+                      f"{'ok' if repo['last_verify_ok'] else 'FAILED'} "
+                      f"{_age(repo['last_verify_age_seconds'])}")
+            text = (f"    backups: newest {repo['last_backup_label'] or '-'} "
+                    f"{_age(repo['last_backup_age_seconds'])}, restore test {verify}")
+            if repo["problems"]:
+                text += f" — {'; '.join(repo['problems'])}"
+            lines.append(Text(text, "yellow" if repo["problems"] else "dim"))
         hist = region.get("history") or {}
         if hist.get("vantages"):
             parts = [f"{v} {d['availability'] * 100:.1f}% of {d['probes']}"

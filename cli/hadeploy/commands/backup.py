@@ -73,10 +73,13 @@ def run(
                             hint="use full, diff or incr", code=ExitCode.BAD_INPUT)
     _dep, state, hosts = _hosts(config, deployment, state_dir)
     regions = [hosts.region(region)] if region else hosts.regions()
-    if region:
-        results = {regions[0].name: hosts.call(regions[0], kind)}
-    else:
-        results = hosts.each(kind, timeout=7200)
+    # One after the other: pgBackRest takes one backup of a stanza at a time.
+    results = {}
+    for where in regions:
+        try:
+            results[where.name] = hosts.call(where, kind)
+        except HadeployError as exc:
+            results[where.name] = {"ok": False, "error": exc.message}
     ok = all(r.get("ok") for r in results.values())
     state.audit("backup", type=kind, regions=sorted(results), ok=ok,
                 labels={n: r.get("label") for n, r in results.items()})

@@ -807,6 +807,13 @@ class LabTarget:
     def destroy(self, log: Log, *, delete_backups: bool = False) -> list[str]:
         return destroy(self.dep.name, log, keep_backups=not delete_backups)
 
+    def _backup_reader(self, topo: Topology) -> Callable[[], dict[str, dict[str, Any]]] | None:
+        if not self.dep.data.enabled or not self.dep.data.backup.enabled:
+            return None
+        from hadeploy.targets.lab.ops import podman_run
+
+        return lambda: backup.BackupHosts(topo, podman_run).each("last", timeout=10)
+
     def runtime(self) -> Runtime:
         from hadeploy.targets.lab.ops import LabRegionOps, podman_run
 
@@ -816,7 +823,8 @@ class LabTarget:
             return collect(topo, self.dep, self.state.path, timeout=timeout,
                            dns=self.dns_provider(topo),
                            container_states=container_states(self.dep.name),
-                           data=DataReaders(slots=data.slots, integrity=data.integrity)
+                           data=DataReaders(slots=data.slots, integrity=data.integrity,
+                                            backups=self._backup_reader(topo))
                            if data is not None else None)
 
         return Runtime(topology=self.topology, dns=self.dns_provider,
