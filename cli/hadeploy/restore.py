@@ -96,10 +96,12 @@ class RestoreReport:
     steps: dict[str, float] = field(default_factory=dict)
     restored: dict[str, Any] = field(default_factory=dict)
     reseeded: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "region": self.region, "leader": self.leader,
                 "steps": self.steps, "restored": self.restored, "reseeded": self.reseeded,
+                "notes": self.notes,
                 "seconds": round(sum(self.steps.values()), 3)}
 
 
@@ -145,6 +147,7 @@ class PointInTimeRestore:
         standby_leaders = {r.name: self._member(r).name for r in self.regions
                            if r.name != self.primary.name}
         report = RestoreReport(target.describe(), self.primary.name, leader.name)
+        self._step(report, "archive", lambda: self._archive_current(leader, report))
         self._step(report, "pause", self._pause_all)
         self._step(report, "stop", self._stop_all)
         self.log(f"restoring {leader.name} to {target.describe()}")
@@ -167,6 +170,31 @@ class PointInTimeRestore:
         action()
         report.steps[name] = round(time.monotonic() - start, 3)
         self.log(f"{name}: {report.steps[name]:.1f} s")
+
+    def _archive_current(self, leader: Host, report: RestoreReport) -> None:
+        """While the primary runs: close its current WAL segment and wait until it is
+        archived, so that recovery can reach a target in the last minute (segments are
+        otherwise archived when full, or after archive_timeout)."""
+        rc, out = self.run(leader, [f"{PG_BIN}/psql", "-X", "-A", "-t", "-c",
+                                    "SELECT pg_walfile_name(pg_switch_wal()) WHERE NOT "
+                                    "pg_is_in_recovery()"], user="postgres", timeout=20)
+        segment = out.strip()
+        if rc != 0 or not segment:
+            report.notes.append("the primary was not running: the WAL it had not archived "
+                                "yet is not in the backups")
+            return
+
+        def archived() -> bool:
+            rc, out = self.run(leader, [f"{PG_BIN}/psql", "-X", "-A", "-t", "-c",
+                                        "SELECT coalesce(last_archived_wal, '') FROM "
+                                        "pg_stat_archiver"], user="postgres", timeout=10)
+            return rc == 0 and out.strip()[:24] >= segment
+        try:
+            wait_for(f"WAL segment {segment} archived", archived, 60, interval=0.5)
+        except HadeployError:
+            report.notes.append(f"WAL segment {segment} was not archived within 60 s (is a "
+                                "repository unreachable?): a target after it may not be "
+                                "reachable")
 
     def _pause_all(self) -> None:
         """Pause every region whose Patroni runs (where none runs, the pause set by an

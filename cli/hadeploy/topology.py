@@ -295,6 +295,7 @@ def _db_vars(topo: Topology, dep: Deployment, region: RegionTopology,
         "postgresql_app_clients": [h.address for h in region.of_kind(HostKind.LB)],
         "postgresql_backup_clients": [h.address for h in backup_hosts(topo)],
         "postgresql_archive": bool(backup_hosts(topo)),
+        "postgresql_stanza": stanza_name(topo.deployment),
         **_pgbackrest_vars(topo, dep),
         # on a database host: its repositories are remote (every backup host)
         "pgbackrest_repos": [{"name": h.name, "address": h.address, "region": h.region}

@@ -45,7 +45,7 @@ def converged(target: LabTarget) -> LabLive:
                   for d in desired if d.kind == "container"}
     fw = next(d for d in desired if d.kind == "firewall")
     return LabLive(
-        image=True, containers=containers, db_passwords=True, db_ca=True,
+        image=True, containers=containers, db_passwords=True, db_ca=True, backup_key=True,
         db_certs={d.name: d.spec for d in desired if d.kind == "certificate" and d.region},
         networks={d.name for d in desired if d.kind == "network"},
         volumes={d.name for d in desired if d.kind == "volume"},

@@ -33,10 +33,19 @@ def test_inventory_groups_and_role_variables():
     topo = lab_topology(GOOD)
     inv = render_inventory(topo, GOOD)["all"]
     children = inv["children"]
-    assert set(children) == {"lb", "app", "db", "region_east", "region_west"}
+    assert set(children) == {"lb", "app", "db", "backup", "region_east", "region_west"}
     assert sorted(children["region_east"]["hosts"]) == [
-        "hd-demo-east-app1", "hd-demo-east-app2", "hd-demo-east-db1", "hd-demo-east-db2",
-        "hd-demo-east-db3", "hd-demo-east-lb1", "hd-demo-east-lb2"]
+        "hd-demo-east-app1", "hd-demo-east-app2", "hd-demo-east-backup", "hd-demo-east-db1",
+        "hd-demo-east-db2", "hd-demo-east-db3", "hd-demo-east-lb1", "hd-demo-east-lb2"]
+    # every database host archives to every region's repository, in region order; each
+    # backup host knows its own repository number and every database host
+    db = children["db"]["hosts"]["hd-demo-west-db2"]
+    assert [r["name"] for r in db["pgbackrest_repos"]] == ["hd-demo-east-backup",
+                                                           "hd-demo-west-backup"]
+    assert db["postgresql_archive"] and db["pgbackrest_stanza"] == "hd-demo"
+    west_backup = children["backup"]["hosts"]["hd-demo-west-backup"]
+    assert west_backup["pgbackrest_repo_index"] == 2
+    assert len(west_backup["pgbackrest_db_hosts"]) == 6
     lb1 = children["lb"]["hosts"]["hd-demo-east-lb1"]
     lb2 = children["lb"]["hosts"]["hd-demo-east-lb2"]
     assert lb1["keepalived_vip"] == "10.91.1.10" and lb1["keepalived_priority"] > lb2[
@@ -61,7 +70,7 @@ def test_every_inventory_variable_is_declared_by_a_role():
             declared |= set(entry.get("options", {}))
     inv = render_inventory(lab_topology(GOOD), GOOD)["all"]
     used = set()
-    for group in ("lb", "app", "db"):
+    for group in ("lb", "app", "db", "backup"):
         assert inv["children"][group]["hosts"], group
         for hostvars in inv["children"][group]["hosts"].values():
             used |= {k for k in hostvars if not k.startswith("hadeploy_")}
@@ -94,7 +103,8 @@ def test_region_fingerprints_are_independent_without_a_data_tier():
 
 def test_a_new_region_reconfigures_the_others_only_for_replication():
     """With a data tier, a new region needs a slot and replication access on the others'
-    database clusters: only their database hosts' variables change."""
+    database clusters, and its backup repository is one more archive target: only their
+    database hosts' variables change."""
     dep2 = config.from_regions(["east", "west"])
     dep3 = config.from_regions(["east", "west", "north"])
     inv2 = render_inventory(lab_topology(dep2), dep2)["all"]["children"]
@@ -105,7 +115,8 @@ def test_a_new_region_reconfigures_the_others_only_for_replication():
     east2, east3 = inv2["db"]["hosts"]["hd-demo-east-db1"], inv3["db"]["hosts"][
         "hd-demo-east-db1"]
     changed = {k for k in east3 if east3[k] != east2.get(k)}
-    assert changed == {"postgresql_slots", "postgresql_replication_clients"}
+    assert changed == {"postgresql_slots", "postgresql_replication_clients",
+                       "postgresql_backup_clients", "pgbackrest_repos", "pgbackrest_clients"}
     assert east3["postgresql_slots"] == ["standby_west", "standby_north"]
 
 

@@ -237,4 +237,5 @@ def restore(
           f"[green]restored[/] {primary.name} to {target.describe()}: "
           f"{report.restored.get('items')} items, timeline {report.restored.get('timeline')}"
           f"; re-seeded {', '.join(report.reseeded) or 'no other region'} "
-          f"({sum(report.steps.values()):.0f} s)")
+          f"({sum(report.steps.values()):.0f} s)"
+          + "".join(f"\n[yellow]note[/]: {n}" for n in report.notes))
