@@ -46,6 +46,7 @@ class RestoreTarget:
 
     time: str | None = None  # normalised: 'YYYY-MM-DD HH:MM:SS.ffffff+00'
     name: str | None = None
+    epoch: float | None = None  # the time as a POSIX timestamp
 
     @classmethod
     def parse(cls, time_value: str | None, name: str | None) -> RestoreTarget:
@@ -74,7 +75,26 @@ class RestoreTarget:
             raise HadeployError(f"--time {utc:%Y-%m-%d %H:%M:%S} UTC is in the future",
                                 hint="recovery can only stop at a moment that happened",
                                 code=ExitCode.BAD_INPUT)
-        return cls(time=utc.strftime("%Y-%m-%d %H:%M:%S.%f+00"))
+        return cls(time=utc.strftime("%Y-%m-%d %H:%M:%S.%f+00"), epoch=utc.timestamp())
+
+    def check_reachable(self, repos: dict[str, dict[str, Any]]) -> None:
+        """Refuse, before anything is touched, a target no backup can reach: no backup at
+        all, or a time before the end of the oldest backup (``backup list`` answers)."""
+        stops = [float(b["stopped_at"]) for r in repos.values()
+                 for b in r.get("backups") or [] if b.get("stopped_at") is not None]
+        if not stops:
+            unreachable = [f"{n}: {r['error']}" for n, r in repos.items() if r.get("error")]
+            raise HadeployError("no backup exists to restore from" + (
+                f" ({'; '.join(unreachable)})" if unreachable else ""),
+                hint="take one with 'hadeploy backup run'", code=ExitCode.REFUSED)
+        if self.epoch is not None and self.epoch <= min(stops):
+            oldest = _dt.datetime.fromtimestamp(min(stops), _dt.UTC).strftime(
+                "%Y-%m-%d %H:%M:%S")
+            raise HadeployError(
+                f"--time {self.time} is before the oldest backup finished ({oldest} UTC): "
+                "nothing can be recovered to it",
+                hint="'hadeploy backup list' shows the backups; choose a later moment",
+                code=ExitCode.REFUSED)
 
     def options(self) -> list[str]:
         if self.name is not None:

@@ -156,3 +156,16 @@ def test_a_passwords_file_from_before_backups_gains_the_new_role_only(tmp_path: 
     now = dbsecrets.load_passwords(tmp_path)
     assert {r: now[r] for r in old} == old and len(now["backup"]) >= 16
     assert dbsecrets.ensure_passwords(tmp_path) is False
+
+
+def test_a_restore_target_no_backup_reaches_is_refused_before_anything():
+    target = RestoreTarget.parse("2026-11-28T17:05:00Z", None)
+    finished = target.epoch + 60  # the only backup finished a minute after the target
+    with pytest.raises(HadeployError, match="before the oldest backup finished") as err:
+        target.check_reachable({"east": {"backups": [{"stopped_at": finished}]},
+                                "west": {"ok": False, "error": "down"}})
+    assert err.value.code is ExitCode.REFUSED
+    target.check_reachable({"east": {"backups": [{"stopped_at": target.epoch - 60}]}})
+    with pytest.raises(HadeployError, match=r"no backup exists.*west: down"):
+        target.check_reachable({"east": {"backups": []}, "west": {"error": "down"}})
+    RestoreTarget.parse(None, "p").check_reachable({"east": {"backups": [{"stopped_at": 1}]}})

@@ -201,8 +201,10 @@ def restore(
             hint="see docs/aws.md", code=ExitCode.NOT_AVAILABLE)
     topo = runtime.topology()
     console = stderr_console()
+    hosts = BackupHosts(topo, runtime.host_run)
+    hosts.region(None)  # refuses a deployment without backups
+    target.check_reachable(hosts.each("list"))
     if to_scratch:
-        hosts = BackupHosts(topo, runtime.host_run)
         where = hosts.region(region)
         doc = hosts.call(where, "scratch", target.scratch_arg())
         state.audit("restore-scratch", region=where.name, target=target.describe(),

@@ -312,15 +312,24 @@ def scratch(cfg: dict[str, Any], target: str) -> dict[str, Any]:
     if options is None or (kind != "latest" and not value):
         raise Failed(f"unknown restore target {target!r}: use latest, time=..., name=... "
                      "or set=...")
+    steps: dict[str, float] = {}
+    notes = []
     if kind in ("time", "name"):
         options.append("--target-action=promote")
-    steps: dict[str, float] = {}
+        # A recent target needs the WAL the primary is writing now: close that segment and
+        # wait until it is archived here (best effort: the primary may be gone).
+        t = time.monotonic()
+        proc = run(pgbackrest(cfg, "check"), 300)
+        steps["archive_current_wal"] = round(time.monotonic() - t, 3)
+        if proc.returncode != 0:
+            notes.append("the current WAL could not be archived first (is the primary "
+                         "down?): only what was archived before is restored")
     try:
         scratch_restore(cfg, options, steps)
     except Failed:
         scratch_stop(cfg)
         raise
-    return {"ok": True, "steps": steps, "port": cfg["scratch_port"],
+    return {"ok": True, "steps": steps, "notes": notes, "port": cfg["scratch_port"],
             "socket": cfg["scratch_dir"] + "/socket",
             "connect": f"psql -h {cfg['scratch_dir']}/socket -p {cfg['scratch_port']} "
                        f"-d {cfg['database']}"}
