@@ -8,6 +8,9 @@ In ``<state>/backup/`` (kept by ``down`` unless ``--delete-backups``):
   repo-<id>.key   the repositories' encryption passphrase (0600), one per incarnation of
                   the deployment: ``<id>`` is derived from its database CA, and the
                   repository lives in ``/var/lib/pgbackrest/<id>`` on every backup host.
+  files-<id>.key  the password of the shared storage's restic repositories (0600), and
+  files-<id>-ssh  the SSH key (ed25519, 0600; ``.pub`` next to it) an app host writes its
+                  region's files with, over SFTP, to another region's backup host.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from hadeploy.data import HostRun
 
 SCRIPT = "/usr/local/lib/hadeploy/backup.py"  # roles/pgbackrest
+FILES_SCRIPT = "/usr/local/lib/hadeploy/files-backup.py"  # roles/restic
 
 
 def backup_dir(state: Path) -> Path:
@@ -45,16 +49,40 @@ def key_path(state: Path) -> Path:
     return backup_dir(state) / f"repo-{repo_id(state)}.key"
 
 
+def files_key_path(state: Path) -> Path:
+    return backup_dir(state) / f"files-{repo_id(state)}.key"
+
+
+def files_ssh_path(state: Path) -> Path:
+    return backup_dir(state) / f"files-{repo_id(state)}-ssh"
+
+
 def has_repo_key(state: Path) -> bool:
-    return dbsecrets.ca_path(state).exists() and key_path(state).exists()
+    return dbsecrets.ca_path(state).exists() and all(
+        p.exists() for p in (key_path(state), files_key_path(state), files_ssh_path(state)))
 
 
 def ensure_repo_key(state: Path) -> bool:
-    """The repositories' passphrase (after the CA exists); whether it was created."""
-    if key_path(state).exists():
-        return False
-    atomic_write(key_path(state), secrets.token_urlsafe(48))
-    return True
+    """The repositories' passphrases and the files backup's SSH key (after the CA exists);
+    whether anything was created."""
+    created = False
+    for path in (key_path(state), files_key_path(state)):
+        if not path.exists():
+            atomic_write(path, secrets.token_urlsafe(48))
+            created = True
+    if not files_ssh_path(state).exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.generate()
+        atomic_write(files_ssh_path(state), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption()))
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH)
+        atomic_write(files_ssh_path(state).with_suffix(".pub"), public + b"\n", mode=0o644)
+        created = True
+    return created
 
 
 # --- the backup hosts ----------------------------------------------------------------------
@@ -109,11 +137,15 @@ class BackupHosts:
                                 code=ExitCode.BAD_INPUT)
         return found
 
-    def call(self, region: RegionTopology, *args: str, timeout: float = 7200
-             ) -> dict[str, Any]:
-        host = region.of_kind(HostKind.BACKUP)[0]
-        rc, out = self.run(host, ["python3", SCRIPT, *args], user="postgres",
-                           timeout=timeout)
+    def call(self, region: RegionTopology, *args: str, timeout: float = 7200,
+             files: bool = False) -> dict[str, Any]:
+        """The database backup script on the region's backup host, or (``files``) the
+        files backup script on the region's first app host."""
+        if files:
+            host, script, user = region.of_kind(HostKind.APP)[0], FILES_SCRIPT, "root"
+        else:
+            host, script, user = region.of_kind(HostKind.BACKUP)[0], SCRIPT, "postgres"
+        rc, out = self.run(host, ["python3", script, *args], user=user, timeout=timeout)
         doc = _json_line(out)
         if doc is None:
             raise HadeployError(f"the backup host {host.name} did not answer ({rc}): "
@@ -122,14 +154,15 @@ class BackupHosts:
                                 "'hadeploy up' repairs it", code=ExitCode.FAILED)
         return doc
 
-    def each(self, *args: str, timeout: float = 60) -> dict[str, dict[str, Any]]:
-        """The same command on every region's backup host at once: region → answer (an
-        ``error`` key when it could not answer)."""
+    def each(self, *args: str, timeout: float = 60,
+             files: bool = False) -> dict[str, dict[str, Any]]:
+        """The same command on every region's backup host (``files``: first app host) at
+        once: region → answer (an ``error`` key when it could not answer)."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(region: RegionTopology) -> dict[str, Any]:
             try:
-                return self.call(region, *args, timeout=timeout)
+                return self.call(region, *args, timeout=timeout, files=files)
             except HadeployError as exc:
                 return {"ok": False, "error": exc.message}
             except Exception as exc:  # a timeout, podman gone: reported per region

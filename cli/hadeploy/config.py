@@ -303,13 +303,15 @@ Duration = Annotated[str, AfterValidator(_duration)]
 
 
 class BackupConfig(_Model):
-    """Database backups (pgBackRest): WAL archived continuously to a repository in every
-    region, full and differential backups on a schedule, and a scheduled restore test."""
+    """Backups: the database with pgBackRest (WAL archived continuously to a repository in
+    every region, full and differential backups on a schedule) and the shared storage with
+    restic (to another region's backup host), each with a scheduled restore test."""
 
     enabled: bool = True
     full: Calendar = "Sun *-*-* 01:00:00"  # full backups (systemd OnCalendar=)
     diff: Calendar = "Mon..Sat *-*-* 01:00:00"  # differential backups between fulls
     verify: Calendar = "*-*-* 04:30:00"  # restore the newest backup into a scratch server
+    files: Calendar = "*-*-* 01:30:00"  # the shared storage (restic, to another region)
     retention_full: Annotated[int, Field(ge=1, le=52)] = 2  # full backups kept per repository
     max_age: Duration = "26h"  # status degrades when the newest backup is older
     verify_max_age: Duration = "8d"  # ... or the last successful restore test is older
@@ -936,7 +938,8 @@ data:                      # a PostgreSQL cluster (Patroni) in every region
   backup:                  # pgBackRest: a repository in every region, WAL archived to all
     full: Sun *-*-* 01:00:00         # systemd calendar expressions
     diff: Mon..Sat *-*-* 01:00:00
-    verify: "*-*-* 04:30:00"         # a restore test into a scratch server
+    verify: "*-*-* 04:30:00"         # a restore test into a scratch server (both kinds)
+    files: "*-*-* 01:30:00"          # the shared storage, with restic, to another region
     retention_full: 2                # full backups kept in each repository
     max_age: 26h                     # status degrades when the newest backup is older,
     verify_max_age: 8d               # or the last good restore test

@@ -81,6 +81,21 @@ class IntegrityStatus(_Doc):
     error: str | None  # the check, or reading it, failed
 
 
+class FilesBackupStatus(_Doc):
+    """A region's shared-storage backups (restic, in another region's backup host)."""
+
+    last_backup_at: str | None
+    last_backup_age_seconds: float | None
+    snapshot: str | None
+    files: int | None
+    last_backup_error: str | None
+    last_verify_at: str | None
+    last_verify_ok: bool | None
+    last_verify_age_seconds: float | None
+    last_verify_error: str | None
+    problems: list[str]
+
+
 class BackupStatus(_Doc):
     """A region's backup repository (regions[].backup): its newest good backup and last
     restore test, against the policy in data.backup."""
@@ -97,6 +112,7 @@ class BackupStatus(_Doc):
     split_brain: bool = False  # the archive refused WAL: two primaries on one timeline?
     problems: list[str]  # why this repository makes the deployment degraded (empty: none)
     error: str | None = None  # the backup host could not be asked
+    files: FilesBackupStatus | None = None  # the region's shared storage (restic)
 
 
 class DataStatus(_Doc):
@@ -270,7 +286,13 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         results = probe_many(urls, timeout)
         databases = data_future.result() if data_future is not None else {}
         repos = backup_future.result() if backup_future is not None else {}
-    backups = {name: backup_status(name, answer, dep) for name, answer in repos.items()}
+    backups = {name: backup_status(name, answer, dep) for name, answer in
+               repos.items() if name != FILES_KEY}
+    for name, answer in (repos.get(FILES_KEY) or {}).items():
+        if name in backups:
+            files = files_status(answer, dep)
+            backups[name].files = files
+            backups[name].problems += [f"files: {p}" for p in files.problems]
 
     dns_doc = DnsStatus(server=topo.dns.server, port=topo.dns.port, zone=topo.dns.zone,
                         record=topo.dns.fqdn, ttl=topo.dns.ttl, answer=[], error=None)
@@ -344,6 +366,37 @@ def backup_status(region: str, answer: dict[str, Any], dep: Deployment) -> Backu
         problems=fresh.problems(dep.data.backup, now))
 
 
+FILES_KEY = "_files"  # in a backups reader's answer: region → the files backup's answer
+
+
+def files_status(answer: dict[str, Any], dep: Deployment) -> FilesBackupStatus:
+    import time
+
+    from hadeploy.backup import freshness
+
+    now = time.time()
+    if answer.get("error") and "last_backup" not in answer:
+        return FilesBackupStatus(
+            last_backup_at=None, last_backup_age_seconds=None, snapshot=None, files=None,
+            last_backup_error=None, last_verify_at=None, last_verify_ok=None,
+            last_verify_age_seconds=None, last_verify_error=str(answer["error"])[:300],
+            problems=["its app host does not answer"])
+    fresh = freshness("", answer)
+    good_doc = answer.get("last_good_backup")
+    good: dict[str, Any] = good_doc if isinstance(good_doc, dict) else {}
+
+    def stamp(at: float | None) -> str | None:
+        return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return FilesBackupStatus(
+        last_backup_at=stamp(fresh.backup_at), snapshot=good.get("snapshot"),
+        files=good.get("files"), last_backup_age_seconds=None if fresh.backup_at is None
+        else round(now - fresh.backup_at, 1), last_backup_error=fresh.backup_error,
+        last_verify_at=stamp(fresh.verify_at), last_verify_ok=fresh.verify_ok,
+        last_verify_age_seconds=None if fresh.verify_at is None
+        else round(now - fresh.verify_at, 1), last_verify_error=fresh.verify_error,
+        problems=fresh.problems(dep.data.backup, now))
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "never"
@@ -351,6 +404,21 @@ def _age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit} ago"
     return f"{seconds:.0f} s ago"
+
+
+def _backup_line(repo: dict[str, Any]) -> tuple[str, str]:
+    """The status line of a region's backups, and its style."""
+    verify = ("never" if repo["last_verify_ok"] is None else
+              f"{'ok' if repo['last_verify_ok'] else 'FAILED'} "
+              f"{_age(repo['last_verify_age_seconds'])}")
+    text = (f"    backups: newest {repo['last_backup_label'] or '-'} "
+            f"{_age(repo['last_backup_age_seconds'])}, restore test {verify}")
+    files = repo.get("files")
+    if files:
+        text += f"; files {files['snapshot'] or '-'} {_age(files['last_backup_age_seconds'])}"
+    if repo["problems"]:
+        text += f" — {'; '.join(repo['problems'])}"
+    return text, "yellow" if repo["problems"] else "dim"
 
 
 def _integrity_line(check: dict[str, Any]) -> tuple[str, str]:
@@ -440,16 +508,8 @@ def render_text(status: StatusDoc) -> Any:
             check = data.get("integrity")
             if check:
                 lines.append(Text(*_integrity_line(check)))
-        repo = region.get("backup")
-        if repo:
-            verify = ("never" if repo["last_verify_ok"] is None else
-                      f"{'ok' if repo['last_verify_ok'] else 'FAILED'} "
-                      f"{_age(repo['last_verify_age_seconds'])}")
-            text = (f"    backups: newest {repo['last_backup_label'] or '-'} "
-                    f"{_age(repo['last_backup_age_seconds'])}, restore test {verify}")
-            if repo["problems"]:
-                text += f" — {'; '.join(repo['problems'])}"
-            lines.append(Text(text, "yellow" if repo["problems"] else "dim"))
+        if region.get("backup"):
+            lines.append(Text(*_backup_line(region["backup"])))
         hist = region.get("history") or {}
         if hist.get("vantages"):
             parts = [f"{v} {d['availability'] * 100:.1f}% of {d['probes']}"

@@ -195,6 +195,16 @@ def backup_hosts(topo: Topology) -> list[Host]:
     return [h for r in topo.regions for h in r.of_kind(HostKind.BACKUP)]
 
 
+def files_repository(topo: Topology, region: str) -> Host | None:
+    """Where a region's shared-storage backups go: the next region's backup host (region
+    order, wrapping); the region's own when it is the only one."""
+    hosts = backup_hosts(topo)
+    regions = [h.region for h in hosts]
+    if region not in regions:
+        return None
+    return hosts[(regions.index(region) + 1) % len(hosts)]
+
+
 def slot_name(region: str) -> str:
     """The replication slot a standby region streams through, on the primary cluster."""
     return "standby_" + region.replace("-", "_")
@@ -266,11 +276,25 @@ def _app_vars(topo: Topology, dep: Deployment, region: RegionTopology,
             "read_host": data.read.host, "read_port": data.read.port},
         "app_import_files": data is not None and index == 0 and bool(importer),
         "app_import_host": importer[0].name if data is not None and importer else "",
+        **_restic_vars(topo, dep, region, index),
         "shared_storage_path": region.storage.path,
         "shared_storage_type": region.storage.type,
         "shared_storage_source": "" if region.storage.type is StorageType.VOLUME
         else region.storage.source,
     }
+
+
+def _restic_vars(topo: Topology, dep: Deployment, region: RegionTopology,
+                 index: int) -> dict[str, Any]:
+    """The region's first app host backs the shared storage up (restic, over SFTP to
+    another region's backup host)."""
+    repo = files_repository(topo, region.name) if index == 0 else None
+    return {"restic_enabled": repo is not None,
+            "restic_repo_host": {} if repo is None else {"name": repo.name,
+                                                         "address": repo.address},
+            "restic_source": region.name, "restic_path": region.storage.path,
+            "restic_schedule": dep.data.backup.files,
+            "restic_schedule_verify": dep.data.backup.verify}
 
 
 def _db_vars(topo: Topology, dep: Deployment, region: RegionTopology,
@@ -327,6 +351,9 @@ def _backup_vars(topo: Topology, dep: Deployment, region: RegionTopology,
         "pgbackrest_schedule_full": backup.full,
         "pgbackrest_schedule_diff": backup.diff,
         "pgbackrest_schedule_verify": backup.verify,
+        "restic_sources": [r.name for r in topo.regions
+                           if (repo := files_repository(topo, r.name)) is not None
+                           and repo.region == region.name],
     }
 
 

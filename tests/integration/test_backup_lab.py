@@ -79,6 +79,9 @@ def test_up_takes_and_proves_the_first_backup_in_every_region(lab, measurements)
         repo = repos[region]
         assert repo["last_backup_label"] and repo["last_verify_ok"] is True, repo
         assert repo["problems"] == [], repo
+    for region in ("east", "west"):  # the shared storage too, in the other region
+        files = repos[region]["files"]
+        assert files["snapshot"] and files["last_verify_ok"] is True, files
     assert status(lab)["degraded"] is False
     listing = lab.json("backup", "list")["repositories"]
     assert [r["repo"] for r in listing.values()] == [1, 2]
@@ -121,6 +124,31 @@ def test_restore_brings_back_every_item_deleted_by_mistake(lab, measurements):
     assert [a["operation"] for a in lab.audit()][-2:] == ["restore-start", "restore"]
     data = {r["name"]: r["data"] for r in status(lab)["regions"]}
     assert data["east"]["role"] == "primary" and data["west"]["role"] == "standby"
+
+
+def test_the_shared_storage_is_backed_up_to_the_other_region_and_restores(lab):
+    app = f"hd-{NAME}-east-app1"
+    podman("exec", app, "sh", "-c", "mkdir -p /srv/hadeploy/shared/docs && "
+           "head -c 300000 /dev/urandom > /srv/hadeploy/shared/docs/report.bin && "
+           "sha256sum /srv/hadeploy/shared/docs/report.bin > /root/report.sha")
+    runs = lab.json("backup", "run", "--region", "east")
+    files = runs["east"]["files"]
+    assert files["ok"] and files["repository"].startswith(f"hd-{NAME}-west-backup:"), files
+    podman("exec", app, "rm", "/srv/hadeploy/shared/docs/report.bin")  # lost by mistake
+    out = podman("exec", app, "python3", "/usr/local/lib/hadeploy/files-backup.py",
+                 "restore", "latest", "/root/restored").stdout
+    assert json.loads(out)["ok"] is True
+    podman("exec", app, "sh", "-c", "cd /root/restored && sed 's| /srv| srv|' "
+           "/root/report.sha | sha256sum -c -")
+    # the repository on the other region's backup host is restic's, not readable files
+    west = podman("exec", f"hd-{NAME}-west-backup", "sh", "-c",
+                  "ls /var/lib/pgbackrest/files-*/east").stdout.split()
+    assert {"config", "data", "index", "keys", "snapshots"} <= set(west)
+    # the account the app hosts use on the backup host can only speak SFTP
+    denied = podman("exec", app, "ssh", "-i", "/etc/hadeploy/restic/id_ed25519", "-o",
+                    "UserKnownHostsFile=/etc/hadeploy/restic/known_hosts", "-o",
+                    "BatchMode=yes", "restic@10.87.2.18", "id", check=False)
+    assert "uid=" not in denied.stdout
 
 
 def test_a_bad_restore_target_is_refused_before_anything_changes(lab):

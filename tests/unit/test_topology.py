@@ -109,9 +109,14 @@ def test_a_new_region_reconfigures_the_others_only_for_replication():
     dep3 = config.from_regions(["east", "west", "north"])
     inv2 = render_inventory(lab_topology(dep2), dep2)["all"]["children"]
     inv3 = render_inventory(lab_topology(dep3), dep3)["all"]["children"]
-    for group in ("lb", "app"):
-        for name, hostvars in inv2[group]["hosts"].items():
-            assert inv3[group]["hosts"][name] == hostvars, name
+    for name, hostvars in inv2["lb"]["hosts"].items():
+        assert inv3["lb"]["hosts"][name] == hostvars, name
+    # the last region's files now go to the new region (the next one, wrapping)
+    for name, hostvars in inv2["app"]["hosts"].items():
+        changed = {k for k in hostvars if inv3["app"]["hosts"][name][k] != hostvars[k]}
+        assert changed == ({"restic_repo_host"} if name == "hd-demo-west-app1" else set())
+    assert inv3["app"]["hosts"]["hd-demo-west-app1"]["restic_repo_host"]["name"] == \
+        "hd-demo-north-backup"
     east2, east3 = inv2["db"]["hosts"]["hd-demo-east-db1"], inv3["db"]["hosts"][
         "hd-demo-east-db1"]
     changed = {k for k in east3 if east3[k] != east2.get(k)}

@@ -62,7 +62,8 @@ def run(
     deployment: DeploymentOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
-    """Take a backup now (into every region's repository, or --region's), with its marker.
+    """Take a backup now (into every region's repository, or --region's), with its marker;
+    then back each region's shared storage up (restic, to another region).
 
     Exit 0 when every backup succeeded, 1 when one failed (its error is printed).
 
@@ -80,13 +81,25 @@ def run(
             results[where.name] = hosts.call(where, kind)
         except HadeployError as exc:
             results[where.name] = {"ok": False, "error": exc.message}
-    ok = all(r.get("ok") for r in results.values())
+    for where in regions:
+        try:
+            results[where.name]["files"] = hosts.call(where, "run", files=True)
+        except HadeployError as exc:
+            results[where.name]["files"] = {"ok": False, "error": exc.message}
+    ok = all(r.get("ok") and r["files"].get("ok") for r in results.values())
     state.audit("backup", type=kind, regions=sorted(results), ok=ok,
-                labels={n: r.get("label") for n, r in results.items()})
-    lines = [f"{name}: " + (f"[green]{r['label']}[/] ({r.get('size', 0) / 1e6:.1f} MB, "
-                            f"{r.get('seconds', 0):.1f} s)" if r.get("ok")
-                            else f"[red]failed[/]: {r.get('error', '')[:400]}")
-             for name, r in results.items()]
+                labels={n: r.get("label") for n, r in results.items()},
+                snapshots={n: r["files"].get("snapshot") for n, r in results.items()})
+    lines = []
+    for name, r in results.items():
+        files = r["files"]
+        lines.append(f"{name}: " + (f"[green]{r['label']}[/] ({r.get('size', 0) / 1e6:.1f} MB,"
+                                    f" {r.get('seconds', 0):.1f} s)" if r.get("ok")
+                                    else f"[red]failed[/]: {r.get('error', '')[:400]}")
+                     + ("; files " + (f"[green]{files.get('snapshot')}[/] ({files.get('files')}"
+                                      f" files, {files.get('seconds', 0):.1f} s)"
+                                      if files.get("ok") else
+                                      f"[red]failed[/]: {files.get('error', '')[:300]}")))
     _emit(results, json_out, ok, "\n".join(lines))
 
 
@@ -103,6 +116,8 @@ def list_(
     """
     _dep, _state, hosts = _hosts(config, deployment, state_dir)
     repos = hosts.each("list")
+    for name, files in hosts.each("last", files=True).items():
+        repos[name]["files"] = files
     lines = []
     for name, repo in repos.items():
         if repo.get("error"):
@@ -117,6 +132,12 @@ def list_(
                          f"{check}")
         if not repo.get("backups"):
             lines.append("  (no backup)")
+        good = (repo.get("files") or {}).get("last_good_backup") or {}
+        checked = (repo.get("files") or {}).get("last_verify") or {}
+        tested = "ok" if checked.get("ok") else "FAILED" if checked else "never"
+        lines.append(f"  files: snapshot {good.get('snapshot', '-')} of "
+                     f"{good.get('finished_at', 'never')} in {good.get('repository', '-')}, "
+                     f"restore test {tested}")
     _emit({"repositories": repos}, json_out, True, "\n".join(lines))
 
 
@@ -133,9 +154,10 @@ def verify(
 ) -> None:
     """Prove a backup restores: into a scratch server on the backup host, recovered to its
     marker; the marker row and a hash of every item must match what was recorded at backup
-    time, and pg_amcheck --heapallindexed must find nothing. Records each step's time.
+    time, and pg_amcheck --heapallindexed must find nothing. Records each step's time. Then
+    the region's newest files snapshot: restic check --read-data and a verified restore.
 
-    Exit 0 when the backup is proven, 1 when not (damaged, missing WAL, different data).
+    Exit 0 when both are proven, 1 when not (damaged, missing WAL, different data).
 
     Example:  hadeploy backup verify --region west
     """
@@ -146,14 +168,23 @@ def verify(
     _dep, state, hosts = _hosts(config, deployment, state_dir)
     where = hosts.region(region)
     doc = hosts.call(where, "verify", *([label] if label else []))
+    try:
+        doc["files"] = hosts.call(where, "verify", files=True)
+    except HadeployError as exc:
+        doc["files"] = {"ok": False, "error": exc.message}
+    files_ok = bool(doc["files"].get("ok"))
     state.audit("backup-verify", region=where.name, label=doc.get("label"),
-                ok=bool(doc.get("ok")), error=doc.get("error"))
+                ok=bool(doc.get("ok")), error=doc.get("error"), files_ok=files_ok)
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in (doc.get("steps") or {}).items())
     line = (f"[green]verified[/] {doc.get('label')} in {where.name}: "
             f"{(doc.get('restored') or {}).get('items')} items match the marker ({steps})"
             if doc.get("ok") else f"[red]verification FAILED[/] ({where.name}, "
             f"{doc.get('label')}): {doc.get('error')}")
-    _emit(doc, json_out, bool(doc.get("ok")), line)
+    files = doc["files"]
+    line += ("\n" + (f"[green]verified[/] files snapshot {files.get('snapshot')}: "
+                     f"{files.get('files')} files restored and checked" if files_ok else
+                     f"[red]files verification FAILED[/]: {files.get('error')}"))
+    _emit(doc, json_out, bool(doc.get("ok")) and files_ok, line)
 
 
 def restore(

@@ -28,7 +28,7 @@ from hadeploy.data import DataState, settle_region
 from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import StateDir, write_if_changed
-from hadeploy.status import DataReaders, StatusDoc, collect, host_url
+from hadeploy.status import FILES_KEY, DataReaders, StatusDoc, collect, host_url
 from hadeploy.targets import ApplyHooks, Change, Desired, Plan, Runtime
 from hadeploy.targets.lab import image, knot, naming, podman
 from hadeploy.topology import Host, HostKind, RegionTopology, Topology, region_group
@@ -66,7 +66,8 @@ def connection_vars(state: Path) -> dict[str, str]:
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts_path(state)} "
                                        "-o StrictHostKeyChecking=yes",
             "hadeploy_db_dir": str(dbsecrets.db_dir(state)),
-            "hadeploy_backup_dir": str(backup.backup_dir(state))}
+            "hadeploy_backup_dir": str(backup.backup_dir(state)),
+            "hadeploy_known_hosts": str(known_hosts_path(state))}
 
 
 # --- what exists ---------------------------------------------------------------------------
@@ -812,7 +813,11 @@ class LabTarget:
             return None
         from hadeploy.targets.lab.ops import podman_run
 
-        return lambda: backup.BackupHosts(topo, podman_run).each("last", timeout=10)
+        def read() -> dict[str, Any]:
+            hosts = backup.BackupHosts(topo, podman_run)
+            return {**hosts.each("last", timeout=10),
+                    FILES_KEY: hosts.each("last", timeout=10, files=True)}
+        return read
 
     def runtime(self) -> Runtime:
         from hadeploy.targets.lab.ops import LabRegionOps, podman_run
