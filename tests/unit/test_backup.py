@@ -169,3 +169,21 @@ def test_a_restore_target_no_backup_reaches_is_refused_before_anything():
     with pytest.raises(HadeployError, match=r"no backup exists.*west: down"):
         target.check_reachable({"east": {"backups": []}, "west": {"error": "down"}})
     RestoreTarget.parse(None, "p").check_reachable({"east": {"backups": [{"stopped_at": 1}]}})
+
+
+def test_files_go_to_another_region_and_their_problems_degrade_status():
+    from hadeploy import status
+    from hadeploy.topology import files_repository
+
+    assert files_repository(TOPO, "east").name == "hd-demo-west-backup"
+    assert files_repository(TOPO, "west").name == "hd-demo-east-backup"
+    alone = lab_topology(config.from_regions(["east"]))
+    assert files_repository(alone, "east").name == "hd-demo-east-backup"  # nowhere else
+    doc = answer(60, 60)
+    doc["last_good_backup"]["snapshot"] = "1f0c2a9e"
+    files = status.files_status(doc, DEP)
+    assert files.snapshot == "1f0c2a9e" and files.problems == []
+    assert status.files_status({"ok": False, "error": "gone"}, DEP).problems == [
+        "its app host does not answer"]
+    assert status.files_status(answer(None, None), DEP).problems == [
+        "no backup yet", "never restore-tested"]
