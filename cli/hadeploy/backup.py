@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hadeploy import dbsecrets
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import BACKUP_DIR, atomic_write
-from hadeploy.topology import HostKind, RegionTopology, Topology
+from hadeploy.topology import HostKind, RegionTopology, Topology, files_backed_up
 
 if TYPE_CHECKING:
     from hadeploy.config import BackupConfig
@@ -167,7 +167,7 @@ class BackupHosts:
                 return {"ok": False, "error": exc.message}
             except Exception as exc:  # a timeout, podman gone: reported per region
                 return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        regions = self.regions()
+        regions = [r for r in self.regions() if not files or files_backed_up(r)]
         with ThreadPoolExecutor(max_workers=max(1, len(regions))) as pool:
             return dict(zip([r.name for r in regions], pool.map(one, regions), strict=True))
 

@@ -205,6 +205,13 @@ def files_repository(topo: Topology, region: str) -> Host | None:
     return hosts[(regions.index(region) + 1) % len(hosts)]
 
 
+def files_backed_up(region: RegionTopology) -> bool:
+    """Whether the region's shared storage is backed up: by its first app host, while that
+    host runs (a cold standby region's hosts are stopped, and write nothing)."""
+    apps = region.of_kind(HostKind.APP)
+    return bool(apps) and not apps[0].standby and bool(region.of_kind(HostKind.BACKUP))
+
+
 def slot_name(region: str) -> str:
     """The replication slot a standby region streams through, on the primary cluster."""
     return "standby_" + region.replace("-", "_")
@@ -287,8 +294,10 @@ def _app_vars(topo: Topology, dep: Deployment, region: RegionTopology,
 def _restic_vars(topo: Topology, dep: Deployment, region: RegionTopology,
                  index: int) -> dict[str, Any]:
     """The region's first app host backs the shared storage up (restic, over SFTP to
-    another region's backup host)."""
-    repo = files_repository(topo, region.name) if index == 0 else None
+    another region's backup host); not in a cold standby region (no app host runs there,
+    so nothing is written)."""
+    repo = files_repository(topo, region.name) if index == 0 and files_backed_up(region) \
+        else None
     return {"restic_enabled": repo is not None,
             "restic_repo_host": {} if repo is None else {"name": repo.name,
                                                          "address": repo.address},

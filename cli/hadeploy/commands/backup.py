@@ -72,6 +72,8 @@ def run(
     if kind not in KINDS:
         raise HadeployError(f"--type {kind[:40]!r} is not a backup type",
                             hint="use full, diff or incr", code=ExitCode.BAD_INPUT)
+    from hadeploy.topology import files_backed_up
+
     _dep, state, hosts = _hosts(config, deployment, state_dir)
     regions = [hosts.region(region)] if region else hosts.regions()
     # One after the other: pgBackRest takes one backup of a stanza at a time.
@@ -82,6 +84,10 @@ def run(
         except HadeployError as exc:
             results[where.name] = {"ok": False, "error": exc.message}
     for where in regions:
+        if not files_backed_up(where):
+            results[where.name]["files"] = {"ok": True, "skipped": "a cold standby region: "
+                                            "no app host runs, nothing is written"}
+            continue
         try:
             results[where.name]["files"] = hosts.call(where, "run", files=True)
         except HadeployError as exc:
@@ -96,10 +102,11 @@ def run(
         lines.append(f"{name}: " + (f"[green]{r['label']}[/] ({r.get('size', 0) / 1e6:.1f} MB,"
                                     f" {r.get('seconds', 0):.1f} s)" if r.get("ok")
                                     else f"[red]failed[/]: {r.get('error', '')[:400]}")
-                     + ("; files " + (f"[green]{files.get('snapshot')}[/] ({files.get('files')}"
-                                      f" files, {files.get('seconds', 0):.1f} s)"
-                                      if files.get("ok") else
-                                      f"[red]failed[/]: {files.get('error', '')[:300]}")))
+                     + ("; files " + ("skipped (" + files["skipped"] + ")" if files.get(
+                         "skipped") else f"[green]{files.get('snapshot')}[/] "
+                         f"({files.get('files')} files, {files.get('seconds', 0):.1f} s)"
+                         if files.get("ok") else
+                         f"[red]failed[/]: {files.get('error', '')[:300]}")))
     _emit(results, json_out, ok, "\n".join(lines))
 
 
@@ -132,6 +139,8 @@ def list_(
                          f"{check}")
         if not repo.get("backups"):
             lines.append("  (no backup)")
+        if "files" not in repo:
+            continue
         good = (repo.get("files") or {}).get("last_good_backup") or {}
         checked = (repo.get("files") or {}).get("last_verify") or {}
         tested = "ok" if checked.get("ok") else "FAILED" if checked else "never"
@@ -165,11 +174,14 @@ def verify(
         raise HadeployError(f"--set {label[:40]!r} is not a backup label",
                             hint="copy one from 'hadeploy backup list'",
                             code=ExitCode.BAD_INPUT)
+    from hadeploy.topology import files_backed_up
+
     _dep, state, hosts = _hosts(config, deployment, state_dir)
     where = hosts.region(region)
     doc = hosts.call(where, "verify", *([label] if label else []))
     try:
-        doc["files"] = hosts.call(where, "verify", files=True)
+        doc["files"] = hosts.call(where, "verify", files=True) if files_backed_up(where) \
+            else {"ok": True, "skipped": "a cold standby region keeps no files backup"}
     except HadeployError as exc:
         doc["files"] = {"ok": False, "error": exc.message}
     files_ok = bool(doc["files"].get("ok"))
