@@ -265,7 +265,8 @@ class PointInTimeRestore:
         until recovery reached the target and promoted it."""
         self._sh(leader, "starting the restored server", [
             f"{PG_BIN}/pg_ctl", "-D", PG_DATA, "-l", RESTORE_LOG, "-o",
-            "-c listen_addresses='' -c hot_standby=off", "start"], timeout=60)
+            "-c listen_addresses='' -c hot_standby=off -c synchronous_standby_names=''",
+            "start"], timeout=60)
 
         def promoted() -> bool:
             rc, out = self.run(leader, [f"{PG_BIN}/psql", "-X", "-A", "-t", "-c",

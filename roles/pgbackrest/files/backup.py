@@ -190,8 +190,11 @@ def scratch_restore(cfg: dict[str, Any], target: list[str], steps: dict[str, flo
     t = time.monotonic()
     log = cfg["scratch_dir"] + "/postgresql.log"
     # The restored configuration is a database host's: listen on a socket only, no TLS
-    # files of another host, no archiving, and no hot standby parameter checks.
+    # files of another host, no archiving, no hot standby parameter checks, and no
+    # synchronous replica to wait for (a commit would wait forever: Patroni's
+    # synchronous_standby_names came with the backup).
     options = (f"-p {cfg['scratch_port']} -c listen_addresses='' "
+               "-c synchronous_standby_names='' "
                f"-c unix_socket_directories='{sock}' -c ssl=off -c archive_mode=off "
                f"-c hot_standby=off -c hba_file='{data}/pg_hba.conf' "
                f"-c ident_file='{data}/pg_ident.conf' -c logging_collector=off "
