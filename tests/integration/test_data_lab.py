@@ -38,7 +38,7 @@ dns: {{zone: {ZONE}, record: app, ttl: 1}}
 regions:
   - {{name: east, role: primary, hosts: 1, lab_subnet: 10.86.1.0/24}}
   - {{name: west, role: secondary, hosts: 1, lab_subnet: 10.86.2.0/24}}
-data: {{hosts: 3, rpo_budget: 5}}
+data: {{hosts: 3, rpo_budget: 5, backup: {{enabled: false}}}}  # see test_backup_lab.py
 failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 1,
            hold_down: 5, min_interval: 0}}
 lab: {{control_subnet: 10.86.0.0/24}}
@@ -87,7 +87,8 @@ def lab(tmp_path_factory) -> Ctx:
     assert NAME not in deployments_present()
 
 
-STATELESS = CONFIG.replace("data: {hosts: 3, rpo_budget: 5}", "data: {enabled: false}")
+STATELESS = CONFIG.replace("data: {hosts: 3, rpo_budget: 5, backup: {enabled: false}}",
+                           "data: {enabled: false}")
 
 
 def test_a_deployment_without_a_database_tier_keeps_items_on_shared_storage(lab):

@@ -31,7 +31,7 @@ dns: {{zone: hdtest.test, record: app, ttl: 2}}
 regions:
   - {{name: east, role: primary, hosts: 2, lab_subnet: 10.92.1.0/24}}
   - {{name: west, role: secondary, hosts: 2, lab_subnet: 10.92.2.0/24}}
-data: {{hosts: 1}}
+data: {{hosts: 1, backup: {{enabled: false}}}}  # backups: test_backup_lab.py
 lab: {{control_subnet: 10.92.0.0/24}}
 """
 NORTH = "  - {name: north, role: secondary, hosts: 2, standby: warm, lab_subnet: 10.92.3.0/24}\n"
