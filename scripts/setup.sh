@@ -93,8 +93,8 @@ else
 fi
 
 # The lab hosts' own packages (systemd, openssh-server, haproxy, keepalived, PostgreSQL 15,
-# Patroni, etcd, python3-psycopg2, ...) are installed into the image by debootstrap from
-# Debian's mirror: cli/hadeploy/targets/lab/image.py lists them (PACKAGES).
+# Patroni, etcd, python3-psycopg2, pgBackRest, restic, ...) are installed into the image by
+# debootstrap from Debian's mirror: cli/hadeploy/targets/lab/image.py lists them (PACKAGES).
 log "lab image (built once with debootstrap, cached by recipe hash)"
 "$VENV/bin/python" -u -c 'from hadeploy.targets.lab.image import ensure_image; print(ensure_image(print))' >&2
 
