@@ -337,6 +337,13 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         history_error=history_error, dns=dns_doc, regions=regions)
 
 
+def _utc(at: float | None) -> str | None:
+    """A POSIX time as the backup records write it (None stays None)."""
+    import time
+
+    return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
 def backup_status(region: str, answer: dict[str, Any], dep: Deployment) -> BackupStatus:
     """A backup host's ``last`` answer against the policy (data.backup)."""
     import time
@@ -352,13 +359,11 @@ def backup_status(region: str, answer: dict[str, Any], dep: Deployment) -> Backu
     fresh = freshness(region, answer)
     now = time.time()
 
-    def stamp(at: float | None) -> str | None:
-        return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
     return BackupStatus(
-        last_backup_at=stamp(fresh.backup_at), last_backup_label=fresh.backup_label,
+        last_backup_at=_utc(fresh.backup_at), last_backup_label=fresh.backup_label,
         last_backup_age_seconds=None if fresh.backup_at is None
         else round(now - fresh.backup_at, 1),
-        last_backup_error=fresh.backup_error, last_verify_at=stamp(fresh.verify_at),
+        last_backup_error=fresh.backup_error, last_verify_at=_utc(fresh.verify_at),
         last_verify_ok=fresh.verify_ok, last_verify_label=fresh.verify_label,
         last_verify_age_seconds=None if fresh.verify_at is None
         else round(now - fresh.verify_at, 1),
@@ -385,13 +390,11 @@ def files_status(answer: dict[str, Any], dep: Deployment) -> FilesBackupStatus:
     good_doc = answer.get("last_good_backup")
     good: dict[str, Any] = good_doc if isinstance(good_doc, dict) else {}
 
-    def stamp(at: float | None) -> str | None:
-        return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
     return FilesBackupStatus(
-        last_backup_at=stamp(fresh.backup_at), snapshot=good.get("snapshot"),
+        last_backup_at=_utc(fresh.backup_at), snapshot=good.get("snapshot"),
         files=good.get("files"), last_backup_age_seconds=None if fresh.backup_at is None
         else round(now - fresh.backup_at, 1), last_backup_error=fresh.backup_error,
-        last_verify_at=stamp(fresh.verify_at), last_verify_ok=fresh.verify_ok,
+        last_verify_at=_utc(fresh.verify_at), last_verify_ok=fresh.verify_ok,
         last_verify_age_seconds=None if fresh.verify_at is None
         else round(now - fresh.verify_at, 1), last_verify_error=fresh.verify_error,
         problems=fresh.problems(dep.data.backup, now))
