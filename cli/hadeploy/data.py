@@ -148,6 +148,48 @@ INTEGRITY_READ = (f"cat {INTEGRITY_RESULT} 2>/dev/null || echo null; "
                                 "-c", CHECKSUM_SQL]))
 
 
+# The WAL archiver on a leader (pg_stat_archiver), the segments waiting for it, and the
+# last error pgBackRest's asynchronous push left in its spool: one command, four lines.
+ARCHIVER_SQL = ("SELECT current_setting('archive_mode'), pg_is_in_recovery(), archived_count, "
+                "coalesce(last_archived_wal, ''), coalesce(to_char(last_archived_time AT TIME "
+                "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), failed_count, "
+                "coalesce(last_failed_wal, ''), coalesce(to_char(last_failed_time AT TIME ZONE "
+                "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
+                "coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) "
+                "FROM pg_stat_archiver")
+ARCHIVER_READ = ("set -e; " + shlex.join([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-F", "|",
+                                          "-d", "hadeploy", "-c", ARCHIVER_SQL])
+                 + f"; ls {PG_DATA}/pg_wal/archive_status | grep -c '[.]ready$' || true"
+                 "; ls -t /var/spool/pgbackrest/archive/*/out/*.error 2>/dev/null | head -1 "
+                 "| xargs -r awk 'NR == 1 { printf \"[%03d]\", $1; next } { printf \" %s\", $0 }' "
+                 "| cut -c1-600; echo")
+# pgBackRest's alarm for two primaries writing one timeline: a segment already in the
+# repository with another checksum (error 045) - a push refused, never overwritten.
+SPLIT_BRAIN_MARKS = ("[045]", "already exists in the repo")
+
+
+@dataclass(frozen=True)
+class Archiving:
+    """Continuous WAL archiving on a leader: whether the segments reach the backup
+    repositories. ``failing``: the last attempt failed and none succeeded since."""
+
+    mode: str  # archive_mode (off: backups are off)
+    in_recovery: bool  # a standby leader does not archive (its primary region does)
+    archived: int
+    last_archived_wal: str | None
+    last_archived_at: str | None
+    failed: int
+    last_failed_wal: str | None
+    last_failed_at: str | None
+    failing: bool
+    waiting: int  # segments ready for the archiver and not yet archived
+    error: str | None  # what pgBackRest said about the last failed push
+
+    @property
+    def split_brain(self) -> bool:
+        return self.failing and any(m in (self.error or "") for m in SPLIT_BRAIN_MARKS)
+
+
 @dataclass(frozen=True)
 class Integrity:
     checked_at: str | None  # the last scheduled check (None: never ran on this leader)
@@ -250,6 +292,25 @@ class Clusters:
         return Integrity(str(last.get("at")), last.get("ok") is True,
                          [str(f) for f in last.get("findings") or []], live,
                          last.get("error"))
+
+    def archiving(self, region: RegionTopology, leader: str) -> Archiving:
+        """The WAL archiver on ``leader``: counts, the last success and failure, segments
+        waiting, and pgBackRest's last push error."""
+        rc, out = self.run(self._host(region, leader), ["sh", "-c", ARCHIVER_READ],
+                           user="postgres", timeout=self.timeout)
+        lines = out.rstrip("\n").split("\n")
+        fields = lines[0].split("|") if lines else []
+        if rc != 0 or len(lines) < 2 or len(fields) != 9:
+            raise HadeployError(f"reading the WAL archiver on {leader} failed: "
+                                f"{out.strip()[:200]}", code=ExitCode.FAILED)
+        mode, recovery, archived, a_wal, a_at, failed, f_wal, f_at, failing = fields
+        return Archiving(mode=mode, in_recovery=recovery == "t", archived=int(archived),
+                         last_archived_wal=a_wal or None, last_archived_at=a_at or None,
+                         failed=int(failed), last_failed_wal=f_wal or None,
+                         last_failed_at=f_at or None, failing=failing == "t",
+                         waiting=int(lines[1] or 0),
+                         error=(lines[2].strip() or None) if len(lines) > 2
+                         and failing == "t" else None)
 
     def controldata(self, host: Host) -> dict[str, str]:
         rc, out = self.run(host, [f"{PG_BIN}/pg_controldata", PG_DATA], user="postgres",

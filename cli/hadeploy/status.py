@@ -5,6 +5,7 @@ defined by the models below.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from hadeploy.health import ProbeResult, probe_many
 from hadeploy.topology import BACKUP_REPO_PORT, HostKind, RegionTopology, Topology
 
 if TYPE_CHECKING:
-    from hadeploy.data import DataState, Integrity, Slot
+    from hadeploy.data import Archiving, DataState, Integrity, Slot
 
 LB_HEALTH_PATH = "/lb-health"  # haproxy's monitor-uri (roles/haproxy)
 LB_HEADER = "x-hadeploy-lb"  # set by haproxy on every response (roles/haproxy)
@@ -115,6 +116,24 @@ class BackupStatus(_Doc):
     files: FilesBackupStatus | None = None  # the region's shared storage (restic)
 
 
+class ArchivingStatus(_Doc):
+    """Continuous WAL archiving on a leader (PostgreSQL's pg_stat_archiver): whether every
+    segment reaches the backup repositories."""
+
+    mode: str  # archive_mode: "off" when backups are off
+    in_recovery: bool  # a standby region's leader: it does not archive, its primary does
+    archived: int
+    last_archived_wal: str | None
+    last_archived_at: str | None
+    failed: int  # failed attempts since the server started (retries included)
+    last_failed_wal: str | None
+    last_failed_at: str | None
+    failing: bool  # the last attempt failed and none succeeded since
+    waiting: int  # segments ready and not yet archived
+    error: str | None  # pgBackRest's message for the failing push
+    split_brain: bool  # the repository refused a segment it holds with another content
+
+
 class DataStatus(_Doc):
     """A region's database cluster (regions[].data)."""
 
@@ -131,6 +150,10 @@ class DataStatus(_Doc):
     slots_error: str | None = None
     # Corruption checks on the leader: None when the target cannot read them (aws).
     integrity: IntegrityStatus | None = None
+    # WAL archiving on the leader: None when the target cannot read it (aws) or it failed
+    # (archiving_error says why).
+    archiving: ArchivingStatus | None = None
+    archiving_error: str | None = None
 
 
 class RegionStatus(_Doc):
@@ -199,6 +222,7 @@ class DataReaders:
     observe: Callable[[], dict[str, DataState]] | None = None
     slots: SlotReader | None = None
     integrity: Callable[[RegionTopology, str], Integrity] | None = None
+    archiving: Callable[[RegionTopology, str], Archiving] | None = None
     # every backup host's last backup and restore test: region → the host's answer
     backups: Callable[[], dict[str, dict[str, Any]]] | None = None
 
@@ -240,11 +264,24 @@ def data_status(topo: Topology, timeout: float,
                                findings=found.findings,
                                checksum_failures=found.checksum_failures, error=found.error)
 
-    with ThreadPoolExecutor(max_workers=max(1, 2 * len(observed))) as pool:
+    def read_archiving(name: str) -> tuple[ArchivingStatus | None, str | None]:
+        leader = observed[name].view.leader
+        if readers.archiving is None or leader is None:
+            return None, None
+        try:
+            found = readers.archiving(topo.region(name), leader.name)
+        except Exception as exc:  # reported in the document, never fatal to status
+            return None, f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        return ArchivingStatus(**dataclasses.asdict(found),
+                               split_brain=found.split_brain), None
+
+    with ThreadPoolExecutor(max_workers=max(1, 3 * len(observed))) as pool:
         slot_futures = {n: pool.submit(read_slots, n) for n in observed}
         integrity_futures = {n: pool.submit(read_integrity, n) for n in observed}
+        archiving_futures = {n: pool.submit(read_archiving, n) for n in observed}
         slot_docs = {n: f.result() for n, f in slot_futures.items()}
         integrity_docs = {n: f.result() for n, f in integrity_futures.items()}
+        archiving_docs = {n: f.result() for n, f in archiving_futures.items()}
     out = {}
     for name, state in observed.items():
         leader = state.view.leader
@@ -256,7 +293,8 @@ def data_status(topo: Topology, timeout: float,
                                       position=m.position, error=m.error)
                      for m in state.view.members],
             slots=slot_docs[name][0], slots_error=slot_docs[name][1],
-            integrity=integrity_docs[name])
+            integrity=integrity_docs[name], archiving=archiving_docs[name][0],
+            archiving_error=archiving_docs[name][1])
     return out
 
 
@@ -333,6 +371,8 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         or any(r.data is not None and r.data.integrity is not None and (
             r.data.integrity.ok is False or (r.data.integrity.checksum_failures or 0) > 0)
             for r in regions)
+        or any(r.data is not None and r.data.archiving is not None
+               and r.data.archiving.failing for r in regions)
         or any(r.backup is not None and bool(r.backup.problems) for r in regions),
         history_error=history_error, dns=dns_doc, regions=regions)
 
@@ -440,6 +480,24 @@ def _integrity_line(check: dict[str, Any]) -> tuple[str, str]:
     return f"      integrity: ok (pg_amcheck at {check['checked_at']})", "dim"
 
 
+def _archiving_line(wal: dict[str, Any] | None, error: str | None) -> tuple[str, str]:
+    """The status line of a leader's WAL archiving, and its style."""
+    if wal is None:
+        return f"      WAL archiving: unknown ({error})", "yellow"
+    if wal["mode"] == "off" or wal["in_recovery"]:
+        return ("      WAL archiving: off" if wal["mode"] == "off" else
+                "      WAL archiving: by the primary region (a standby does not archive)"), "dim"
+    if wal["failing"]:
+        alarm = "SPLIT BRAIN? the repository refused a segment it holds with other content; "\
+            if wal["split_brain"] else ""
+        return (f"      WAL archiving: FAILING since {wal['last_failed_at']} "
+                f"({wal['last_failed_wal']}, {wal['waiting']} segment(s) waiting; {alarm}"
+                f"{(wal['error'] or 'no message from pgBackRest')[:300]})", "red")
+    return (f"      WAL archiving: ok ({wal['archived']} segment(s), last "
+            f"{wal['last_archived_wal'] or '-'} at {wal['last_archived_at'] or '-'}"
+            + (f", {wal['waiting']} waiting" if wal["waiting"] else "") + ")", "dim")
+
+
 def _history(state: Path, regions: list[str]) -> tuple[dict[str, Any], str | None]:
     """Recent probe history per region (written by 'watch'), read-only; ({}, None) when
     there is none, ({}, why) when the database cannot be read."""
@@ -511,6 +569,9 @@ def render_text(status: StatusDoc) -> Any:
             check = data.get("integrity")
             if check:
                 lines.append(Text(*_integrity_line(check)))
+            if data.get("archiving") or data.get("archiving_error"):
+                lines.append(Text(*_archiving_line(data.get("archiving"),
+                                                   data.get("archiving_error"))))
         if region.get("backup"):
             lines.append(Text(*_backup_line(region["backup"])))
         hist = region.get("history") or {}

@@ -180,6 +180,43 @@ def test_verify_fails_loudly_on_a_damaged_backup_and_status_degrades(lab):
     assert backups(lab)["west"]["problems"] == []
 
 
+def test_a_refused_wal_push_degrades_status_as_a_split_brain(lab):
+    """pgBackRest refuses a segment its repository holds with other content (error 45):
+    two writers on one timeline. Planted here as a foreign copy of the next segment."""
+    db, repo = f"hd-{NAME}-east-db1", f"hd-{NAME}-east-backup"
+    segment = psql(db, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    archive = podman("exec", repo, "sh", "-c", f"ls -d /var/lib/pgbackrest/*/east/archive/"
+                     f"hd-{NAME}/15-* | tail -1").stdout.strip()
+    foreign = f"{archive}/{segment[:16]}/{segment}-{'0' * 40}.lz4"
+    podman("exec", "-u", "postgres", repo, "sh", "-c",
+           f"mkdir -p {archive}/{segment[:16]} && printf x > {foreign}")
+    try:
+        write(["before-the-refused-segment"])
+        psql(db, "SELECT pg_switch_wal()")
+        wal = wait_archiving(lab, lambda wal: wal["failing"])
+        assert wal["split_brain"] is True and segment == wal["last_failed_wal"], wal
+        assert "[045]" in wal["error"] and "different checksum" in wal["error"], wal
+        assert status(lab)["degraded"] is True
+        r = lab.cli("status")
+        assert r.rc == 1 and "SPLIT BRAIN" in r.out, r.out
+    finally:
+        podman("exec", "-u", "postgres", repo, "sh", "-c", f"rm -f {foreign}")
+    write(["after-the-refused-segment"])
+    psql(db, "SELECT pg_switch_wal()")  # wakes the archiver, which retries at once
+    wal = wait_archiving(lab, lambda wal: not wal["failing"])
+    assert wal["waiting"] == 0 and status(lab)["degraded"] is False, wal
+
+
+def wait_archiving(lab: failover_lab.Ctx, done, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        wal = next(r for r in status(lab)["regions"] if r["name"] == "east")["data"]["archiving"]
+        if done(wal) or time.monotonic() > deadline:
+            assert done(wal), wal
+            return wal
+        time.sleep(1)
+
+
 def test_backups_continue_after_a_failover(lab):
     assert lab.cli("failover", "--to", "west", "--yes", "--reason", "drill").rc == 0
     write(["written-in-west"], "west")

@@ -228,3 +228,15 @@ def test_help_paragraphs_are_not_broken_mid_sentence(cli, cmd):
     r = cli(cmd, "--help", env={"COLUMNS": "1000", "TERM": "dumb"})
     lines = [" ".join(line.strip(" │").split()) for line in r.out.splitlines()]
     assert any(second in line for line in lines), (second, r.out)
+
+
+def test_backup_and_restore_on_aws_say_where_its_backups_are(cli, tmp_path: Path):
+    """pgBackRest commands run on the lab's hosts; on aws (built or not) they say what
+    AWS offers instead."""
+    cfg = _aws_config(cli, tmp_path, with_section=True)
+    for cmd, words in ((["backup", "list"], "AWS Backup"),
+                       (["restore", "--time", "2026-11-28T10:00:00Z", "--yes"], "Aurora")):
+        r = cli(*cmd, "--config", str(cfg))
+        assert r.rc == 7, (cmd, r.rc, r.err)
+        assert words in r.err and "docs/aws.md" in r.err, r.err
+        _no_traceback(r)

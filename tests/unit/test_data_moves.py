@@ -227,3 +227,54 @@ def test_integrity_is_read_on_the_leader_and_corruption_degrades_status(monkeypa
     answers["east"] = "garbage\n0\n"
     with pytest.raises(HadeployError, match="unreadable"):
         clusters.integrity(TOPO.region("east"), db["east"])
+
+
+def test_wal_archiving_is_read_on_the_leader_and_a_refused_push_degrades_status(monkeypatch):
+    from hadeploy import data, status
+    from hadeploy.data import Clusters
+
+    ok = ("on|f|12|00000001000000000000000C|2026-11-28T15:00:00Z|0|||f\n0\n\n")
+    refused = ("on|f|12|00000001000000000000000C|2026-11-28T15:00:00Z|3|"
+               "00000001000000000000000D|2026-11-28T15:01:00Z|t\n2\n[045] WAL file "
+               "00000001000000000000000D already exists in the repo1 archive with a "
+               "different checksum\n")
+    answers = {"east": ok, "west": "on|t|0|||0|||f\n0\n\n"}
+
+    def run(host, argv, *, user="root", timeout=60.0):
+        assert user == "postgres" and "pg_stat_archiver" in argv[-1]
+        return 0, answers["east" if "east" in host.name else "west"]
+
+    clusters = Clusters(TOPO, "pw", run)
+    db = {r: TOPO.region(r).of_kind(data.HostKind.DB)[0].name for r in ("east", "west")}
+    wal = clusters.archiving(TOPO.region("east"), db["east"])
+    assert wal.archived == 12 and not wal.failing and wal.error is None
+    assert wal.last_archived_at == "2026-11-28T15:00:00Z" and wal.last_failed_wal is None
+
+    monkeypatch.setattr(data, "observe", lambda topo, timeout: {
+        name: DataState(name, f"hd-demo-{name}", ClusterView([Member(
+            db[name], "10.0.0.1", role=role, state="running")]))
+        for name, role in (("east", "primary"), ("west", "standby_leader"))})
+    readers = status.DataReaders(archiving=clusters.archiving)
+    docs = status.data_status(TOPO, 1.0, readers)
+    assert docs["east"].archiving.failing is False and docs["west"].archiving.in_recovery
+    assert "ok (12 segment(s)" in status._archiving_line(
+        docs["east"].archiving.model_dump(), None)[0]
+    assert "standby does not archive" in status._archiving_line(
+        docs["west"].archiving.model_dump(), None)[0]
+
+    answers["east"] = refused
+    east = status.data_status(TOPO, 1.0, readers)["east"].archiving
+    assert east.failing and east.split_brain and east.waiting == 2
+    line, style = status._archiving_line(east.model_dump(), None)
+    assert "FAILING since 2026-11-28T15:01:00Z" in line and "SPLIT BRAIN" in line
+    assert style == "red"
+    # a push failing for another reason (a repository down) is not called a split brain
+    answers["east"] = refused.replace("[045] WAL file", "[049] unable to connect; file")\
+        .replace("already exists in the repo1 archive with a different checksum", "x")
+    east = status.data_status(TOPO, 1.0, readers)["east"].archiving
+    assert east.failing and not east.split_brain
+
+    answers["east"] = "ERROR: no such thing\n"
+    doc = status.data_status(TOPO, 1.0, readers)["east"]
+    assert doc.archiving is None and "reading the WAL archiver" in (doc.archiving_error or "")
+    assert "unknown" in status._archiving_line(None, doc.archiving_error)[0]

@@ -28,19 +28,31 @@ RegionOpt = Annotated[str | None, typer.Option(
 KINDS = ("full", "diff", "incr")
 
 
-def _hosts(config: Any, deployment: Any, state_dir: Any) -> Any:
+def _runtime(config: Any, deployment: Any, state_dir: Any, *, command: str,
+             instead: str) -> Any:
+    """The deployment, its state and runtime, for a command that runs pgBackRest on the
+    hosts; ``instead``: what a target without host commands (aws) offers."""
     from hadeploy import targets
-    from hadeploy.backup import BackupHosts
+    from hadeploy.config import Target
 
     dep, state = resolve(config, None, deployment, state_dir)
+    if dep.target is not Target.LAB:  # asked before "is it built?": it never will be
+        raise HadeployError(
+            f"'hadeploy {command}' drives pgBackRest on the lab's hosts; target "
+            f"{dep.target.value} {instead}", hint="see docs/aws.md", code=ExitCode.NOT_AVAILABLE)
     require_built(dep, state)
     runtime = targets.for_deployment(dep, state).runtime()
-    if runtime.host_run is None:
-        raise HadeployError(
-            f"'hadeploy backup' drives pgBackRest on the lab's backup hosts; target "
-            f"{dep.target.value} keeps its backups in AWS Backup and Aurora",
-            hint="see docs/aws.md (restore testing plans are the counterpart of 'verify')",
-            code=ExitCode.NOT_AVAILABLE)
+    assert runtime.host_run is not None  # the lab runs commands with podman exec
+    return dep, state, runtime
+
+
+def _hosts(config: Any, deployment: Any, state_dir: Any) -> Any:
+    from hadeploy.backup import BackupHosts
+
+    dep, state, runtime = _runtime(
+        config, deployment, state_dir, command="backup",
+        instead="keeps its backups in AWS Backup and Aurora (restore testing plans are the "
+        "counterpart of 'verify')")
     return dep, state, BackupHosts(runtime.topology(), runtime.host_run)
 
 
@@ -227,21 +239,15 @@ def restore(
 
     Example:  hadeploy restore --time 2026-11-28T17:05:00Z --reason "items deleted" --yes
     """
-    from hadeploy import targets
     from hadeploy.backup import BackupHosts
     from hadeploy.data import Clusters
     from hadeploy.restore import PointInTimeRestore, RestoreTarget
     from hadeploy.topology import HostKind
 
     target = RestoreTarget.parse(time_value, name)
-    dep, state = resolve(config, None, deployment, state_dir)
-    require_built(dep, state)
-    runtime = targets.for_deployment(dep, state).runtime()
-    if runtime.host_run is None:
-        raise HadeployError(
-            f"'hadeploy restore' drives pgBackRest on the lab's hosts; on target "
-            f"{dep.target.value} restore an Aurora cluster to a point in time with AWS",
-            hint="see docs/aws.md", code=ExitCode.NOT_AVAILABLE)
+    dep, state, runtime = _runtime(
+        config, deployment, state_dir, command="restore",
+        instead="restores an Aurora cluster to a point in time with AWS's own restore")
     topo = runtime.topology()
     console = stderr_console()
     hosts = BackupHosts(topo, runtime.host_run)

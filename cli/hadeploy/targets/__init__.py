@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hadeploy.config import Deployment
-    from hadeploy.data import DataState, HostRun, Integrity, Slot
+    from hadeploy.data import Archiving, DataState, HostRun, Integrity, Slot
     from hadeploy.dns.base import DnsProvider
     from hadeploy.quorum import Vote
     from hadeploy.state import StateDir
@@ -130,6 +130,9 @@ class DataOps(Protocol):
 
     def integrity(self, region: RegionTopology, leader: str) -> Integrity:
         """The last corruption check on a region's leader and its checksum failures."""
+
+    def archiving(self, region: RegionTopology, leader: str) -> Archiving:
+        """WAL archiving on a region's leader: whether segments reach the repositories."""
 
 
 class RegionOps(Protocol):

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hadeploy import patroni
-from hadeploy.data import DataState, Integrity, Slot, wait_for
+from hadeploy.data import Archiving, DataState, Integrity, Slot, wait_for
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.targets.aws.ops import error_text
 from hadeploy.topology import RegionTopology, Topology
@@ -159,3 +159,7 @@ class AuroraGlobal:
     def integrity(self, region: RegionTopology, leader: str) -> Integrity:
         raise HadeployError("hadeploy runs no corruption check on Aurora (its storage "
                             "verifies its own blocks)", code=ExitCode.NOT_AVAILABLE)
+
+    def archiving(self, region: RegionTopology, leader: str) -> Archiving:
+        raise HadeployError("Aurora keeps its own continuous backup; there is no WAL "
+                            "archive to read", code=ExitCode.NOT_AVAILABLE)

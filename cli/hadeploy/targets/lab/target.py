@@ -829,6 +829,7 @@ class LabTarget:
                            dns=self.dns_provider(topo),
                            container_states=container_states(self.dep.name),
                            data=DataReaders(slots=data.slots, integrity=data.integrity,
+                                            archiving=data.archiving,
                                             backups=self._backup_reader(topo))
                            if data is not None else None)
 
