@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 HD="$PWD/.venv/bin/hadeploy"
 work=$(mktemp -d)
-trap 'cd "$work" && "$HD" down --yes >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'cd "$work" && "$HD" down --yes --delete-backups >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 cat > "$work/hadeploy.yaml" <<'YAML'
 name: hdbench
 regions:
@@ -18,7 +18,7 @@ cd "$work"
 export HADEPLOY_STATE_DIR="$work/state"
 mkdir -p "$OLDPWD/benchmarks/results"
 out="$OLDPWD/benchmarks/results"
-"$HD" down --yes >/dev/null 2>&1 || true
+"$HD" down --yes --delete-backups >/dev/null 2>&1 || true
 echo "--- cold up (image cached): /usr/bin/time -v"
 /usr/bin/time -v "$HD" up -q 2> "$work/cold.time"
 grep -E "Elapsed|Maximum resident" "$work/cold.time" | tee "$out/cold-up.txt"

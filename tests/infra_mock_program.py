@@ -277,6 +277,12 @@ def cluster_problems(graph: dict[str, Any], dep: dict[str, Any], region: str) ->
         problems.append(f"ASG subnets {[s['name'] for s in asg_subnets]}: need private ≥2 AZs")
     if tag_value(asg, "hadeploy:standby") != standby:
         problems.append("ASG lacks its standby tag")
+    refresh = asg["inputs"].get("instanceRefresh") or {}
+    prefs = refresh.get("preferences") or {}
+    if refresh.get("strategy") != "Rolling" or int(prefs.get("minHealthyPercentage", 0)) < 100 \
+            or int(prefs.get("maxHealthyPercentage", 100)) <= 100:
+        problems.append("a new launch template does not roll out launch-before-terminate "
+                        "(instance refresh with min 100 % healthy)")
     lt = one(graph, "aws:ec2/launchTemplate:LaunchTemplate")
     if (lt["inputs"].get("metadataOptions") or {}).get("httpTokens") != "required":
         problems.append("launch template does not require IMDSv2")

@@ -113,3 +113,56 @@ def missing(items: list[str], vip: str) -> list[str]:
         if status != 200:
             lost.append(item)
     return lost
+
+
+class Load:
+    """A steady client of one address (a region's VIP): a POST of a new item, then a GET of
+    the item it just wrote, ``gap`` seconds apart; records every request that failed
+    (transport error or a status other than 200/201) and every acknowledged write."""
+
+    def __init__(self, tag: str, address: str, gap: float = 0.05,
+                 timeout: float = 5.0) -> None:
+        self.tag, self.address, self.gap, self.timeout = tag, address, gap, timeout
+        self.requests = 0
+        self.failures: list[tuple[float, str, str]] = []  # (time, method, what)
+        self.acked: list[str] = []
+        self.lbs: set[str] = set()  # load balancers that answered (X-HADeploy-LB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self, method: str, path: str, body: dict | None) -> bool:
+        self.requests += 1
+        conn = http.client.HTTPConnection(self.address, 80, timeout=self.timeout)
+        try:
+            conn.request(method, path, json.dumps(body) if body is not None else None,
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read()
+            self.lbs.add(resp.getheader("X-HADeploy-LB") or "?")
+            if resp.status in (200, 201):
+                return True
+            self.failures.append((time.time(), method, f"{resp.status} {raw[:80]!r}"))
+        except (OSError, http.client.HTTPException) as exc:
+            self.failures.append((time.time(), method, f"{type(exc).__name__}: {exc}"))
+        finally:
+            conn.close()
+        return False
+
+    def _run(self) -> None:
+        for n in itertools.count(1):
+            if self._stop.is_set():
+                return
+            item = f"{self.tag}-{n}"
+            if self._one("POST", "/items", {"id": item}):
+                self.acked.append(item)
+                self._stop.wait(self.gap)
+                self._one("GET", f"/items/{item}", None)
+            self._stop.wait(self.gap)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)

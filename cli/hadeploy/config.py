@@ -353,6 +353,16 @@ class DataConfig(_Model):
         return v
 
 
+class LoadBalancerConfig(_Model):
+    """Each region's load balancers on the lab: haproxy behind a keepalived virtual IP. A
+    change here reloads them one at a time; no request is dropped (haproxy hands its
+    listening sockets over, keepalived keeps the VIP where it is)."""
+
+    check_interval: Annotated[float, Field(ge=0.1, le=60)] = 0.5  # health check per app host (s)
+    timeout_server: Annotated[float, Field(ge=1, le=3600)] = 5.0  # an app host's answer (s)
+    vrrp_advert_interval: Annotated[float, Field(ge=0.05, le=255)] = 0.2  # keepalived (s)
+
+
 class LabConfig(_Model):
     control_subnet: Annotated[str, AfterValidator(_lab_subnet)] = f"{LAB_SUBNET_BASE}.0.0/24"
 
@@ -576,6 +586,7 @@ class Deployment(_Model):
     dns: DnsConfig = DnsConfig()
     regions: Annotated[list[RegionConfig], Field(min_length=1, max_length=20)]
     app: AppConfig = AppConfig()
+    lb: LoadBalancerConfig | None = None  # lab only (defaults when absent)
     failover: FailoverPolicy = FailoverPolicy()
     data: DataConfig = DataConfig()
     lab: LabConfig = LabConfig()
@@ -629,7 +640,15 @@ class Deployment(_Model):
                                 "lower failover.probe_timeout or raise probe_interval")
         return self
 
+    @property
+    def load_balancers(self) -> LoadBalancerConfig:
+        return self.lb or LoadBalancerConfig()
+
     def _check_target(self) -> None:
+        if self.target is Target.AWS and self.lb is not None:
+            raise _FieldProblem("lb", "is set, but target is 'aws' (lb: tunes the lab's "
+                                "haproxy and keepalived; the ALB's health check comes with "
+                                "failover.probe_interval)", "remove the lb: section")
         if self.target is Target.LAB and self.aws is not None:
             raise _FieldProblem("aws", "is set, but target is 'lab' (the aws: section is "
                                 "for target aws only)",
@@ -920,6 +939,11 @@ app:
   port: 8080
   health_path: /healthz    # 503 when the shared storage is not writable
   version: 1.0.0
+
+# lb:                      # each region's haproxy pair behind a keepalived VIP (defaults
+#   check_interval: 0.5    # shown; a change rolls one load balancer at a time). Seconds
+#   timeout_server: 5      # between health checks of each app host; an app host's answer
+#   vrrp_advert_interval: 0.2  # time; keepalived's advertisements (takeover ~3x this)
 
 failover:
   probe_interval: 1.0      # seconds between probes of each region's endpoint

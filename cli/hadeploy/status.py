@@ -484,9 +484,10 @@ def _archiving_line(wal: dict[str, Any] | None, error: str | None) -> tuple[str,
     """The status line of a leader's WAL archiving, and its style."""
     if wal is None:
         return f"      WAL archiving: unknown ({error})", "yellow"
-    if wal["mode"] == "off" or wal["in_recovery"]:
-        return ("      WAL archiving: off" if wal["mode"] == "off" else
-                "      WAL archiving: by the primary region (a standby does not archive)"), "dim"
+    if wal["mode"] == "off":
+        return "      WAL archiving: off (backups are off)", "dim"
+    if wal["in_recovery"]:
+        return "      WAL archiving: by the primary region (a standby does not archive)", "dim"
     if wal["failing"]:
         alarm = "SPLIT BRAIN? the repository refused a segment it holds with other content; "\
             if wal["split_brain"] else ""
@@ -569,7 +570,8 @@ def render_text(status: StatusDoc) -> Any:
             check = data.get("integrity")
             if check:
                 lines.append(Text(*_integrity_line(check)))
-            if data.get("archiving") or data.get("archiving_error"):
+            archiving = data.get("archiving") or {}
+            if (archiving or data.get("archiving_error")) and archiving.get("mode") != "off":
                 lines.append(Text(*_archiving_line(data.get("archiving"),
                                                    data.get("archiving_error"))))
         if region.get("backup"):

@@ -166,6 +166,16 @@ class Topology:
                     data_primary=r.data is not None and r.name == primary)
             for r in self.regions))
 
+    def roll_order(self) -> list[RegionTopology]:
+        """The order in which a change that restarts services rolls through the regions:
+        the ones not serving first, the one serving writes (the database's primary region,
+        else the primary region unless a failover moved traffic away) last."""
+        def serving(r: RegionTopology) -> bool:
+            if any(x.data is not None for x in self.regions):
+                return r.data_primary
+            return not r.fenced and (r.promoted or r.role is Role.PRIMARY)
+        return sorted(self.regions, key=serving)  # stable: region order otherwise
+
     @property
     def data_primary_region(self) -> RegionTopology | None:
         """The region whose database cluster takes writes (None: no database tier)."""
@@ -229,7 +239,9 @@ def render_inventory(topo: Topology, dep: Deployment,
     """
     groups: dict[str, dict[str, Any]] = {"lb": {}, "app": {}, "db": {}, "backup": {}}
     region_groups: dict[str, dict[str, Any]] = {}
-    for region in topo.regions:
+    # Hosts are listed in roll order (the plays that restart services one host at a time
+    # take them in inventory order); inventory_text keeps that order.
+    for region in topo.roll_order():
         members: dict[str, Any] = {}
         for kind, hostvars in ((HostKind.LB, _lb_vars), (HostKind.APP, _app_vars),
                                (HostKind.DB, _db_vars), (HostKind.BACKUP, _backup_vars)):
@@ -264,7 +276,15 @@ def _lb_vars(_topo: Topology, dep: Deployment, region: RegionTopology,
         "keepalived_router_id": region.router_id,
         "keepalived_priority": LB_PRIORITIES[index % len(LB_PRIORITIES)],
         "haproxy_fenced": region.fenced,
+        "haproxy_check_inter": _ms(dep.load_balancers.check_interval),
+        "haproxy_timeout_server": _ms(dep.load_balancers.timeout_server),
+        "keepalived_advert_int": dep.load_balancers.vrrp_advert_interval,
     }
+
+
+def _ms(seconds: float) -> str:
+    """haproxy's time format."""
+    return f"{round(seconds * 1000)}ms"
 
 
 def _app_vars(topo: Topology, dep: Deployment, region: RegionTopology,
@@ -273,6 +293,7 @@ def _app_vars(topo: Topology, dep: Deployment, region: RegionTopology,
     writer = topo.data_primary_region
     importer = writer.of_kind(HostKind.APP) if writer is not None else []
     return {
+        "app_load_balancers": [h.name for h in region.of_kind(HostKind.LB)],
         "app_port": dep.app.port,
         "app_health_path": dep.app.health_path,
         "app_version": dep.app.version,
@@ -377,5 +398,11 @@ def _common_vars(topo: Topology, host: Host) -> dict[str, Any]:
 
 
 def inventory_text(topo: Topology, dep: Deployment, extra: dict[str, str] | None = None) -> str:
-    # JSON is valid YAML: deterministic and needs no YAML dumper.
-    return json.dumps(render_inventory(topo, dep, extra), indent=2, sort_keys=True) + "\n"
+    # JSON is valid YAML: deterministic and needs no YAML dumper. Keys are sorted, but not
+    # the hosts of a group: their order is the roll order.
+    def ordered(node: Any, keep: bool = False) -> Any:
+        if not isinstance(node, dict):
+            return node
+        items = node.items() if keep else sorted(node.items())
+        return {k: ordered(v, keep=k == "hosts" and not keep) for k, v in items}
+    return json.dumps(ordered(render_inventory(topo, dep, extra)), indent=2) + "\n"

@@ -265,6 +265,10 @@ def _imdsv1(g: dict[str, Any]) -> None:
         "httpTokens"] = "optional"
 
 
+def _refresh_drops_capacity(g: dict[str, Any]) -> None:
+    one(g, ASG)["inputs"]["instanceRefresh"]["preferences"]["minHealthyPercentage"] = 50
+
+
 def _unencrypted_efs(g: dict[str, Any]) -> None:
     one(g, EFS)["inputs"]["encrypted"] = False
 
@@ -351,6 +355,8 @@ BROKEN_REGION: dict[str, tuple[Callable[[dict[str, Any]], None], Callable[..., l
                              lambda g, d: isolation_problems(g, d, "eu-west-1")),
     "warm sized like hot": (_wrong_size, lambda g, d: cluster_problems(g, d, "eu-west-1")),
     "IMDSv1 allowed": (_imdsv1, lambda g, d: cluster_problems(g, d, "eu-west-1")),
+    "instance refresh drops capacity": (_refresh_drops_capacity,
+                                        lambda g, d: cluster_problems(g, d, "eu-west-1")),
     "EFS unencrypted": (_unencrypted_efs, lambda g, d: storage_problems(g, replicate_to=None)),
     "backups not copied": (_no_backup_copy,
                            lambda g, d: regional_problems(g, d, "eu-west-1")),

@@ -146,3 +146,43 @@ def test_topology_round_trips_through_json_with_flags():
     flagged = again.with_flags(promoted=frozenset({"west"}))
     assert not flagged.region("east").fenced and flagged.region("west").promoted
     assert flagged.region("west").hosts == topo.region("west").hosts
+
+
+def test_hosts_are_listed_in_roll_order_the_serving_region_last():
+    """The rolling play takes hosts in inventory order: regions that do not serve first."""
+    from dataclasses import replace
+
+    from hadeploy.topology import inventory_text
+
+    dep = config.from_regions(["east", "west", "north"])
+    topo = lab_topology(dep).with_flags(data_primary="east")
+    assert [r.name for r in topo.roll_order()] == ["west", "north", "east"]
+    inv = json.loads(inventory_text(topo, dep))["all"]["children"]
+    assert [h.split("-")[2] for h in inv["app"]["hosts"]] == ["west"] * 2 + ["north"] * 2 \
+        + ["east"] * 2
+    assert list(inv["app"]["hosts"]["hd-demo-west-app1"]) == sorted(
+        inv["app"]["hosts"]["hd-demo-west-app1"]), "variables stay sorted"
+    assert inv["app"]["hosts"]["hd-demo-west-app1"]["app_load_balancers"] == [
+        "hd-demo-west-lb1", "hd-demo-west-lb2"]
+    # after a failover the new primary region serves: it rolls last
+    assert [r.name for r in topo.with_flags(data_primary="north").roll_order()] == [
+        "east", "west", "north"]
+    # a stateless deployment: the primary region, unless fenced; a promoted one serves
+    stateless = replace(topo, regions=tuple(replace(r, data=None, data_primary=False)
+                                            for r in topo.regions))
+    assert [r.name for r in stateless.roll_order()][-1] == "east"
+    moved = stateless.with_flags(fenced=frozenset({"east"}), promoted=frozenset({"west"}))
+    assert [r.name for r in moved.roll_order()] == ["east", "north", "west"]
+
+
+def test_load_balancer_settings_reach_haproxy_and_keepalived():
+    dep = config.parse({**GOOD.model_dump(mode="json"),
+                        "lb": {"check_interval": 1.5, "timeout_server": 30,
+                               "vrrp_advert_interval": 1}})
+    lb = render_inventory(lab_topology(dep), dep)["all"]["children"]["lb"]["hosts"][
+        "hd-demo-east-lb1"]
+    assert (lb["haproxy_check_inter"], lb["haproxy_timeout_server"],
+            lb["keepalived_advert_int"]) == ("1500ms", "30000ms", 1.0)
+    default = render_inventory(lab_topology(GOOD), GOOD)["all"]["children"]["lb"]["hosts"][
+        "hd-demo-east-lb1"]
+    assert (default["haproxy_check_inter"], default["keepalived_advert_int"]) == ("500ms", 0.2)

@@ -227,6 +227,15 @@ class AppCluster(pulumi.ComponentResource):
                 version=self.launch_template.latest_version.apply(str)),
             target_group_arns=[self.target_group.arn], health_check_type="ELB",
             health_check_grace_period=300, wait_for_capacity_timeout="15m",
+            # A new launch template version (another app version, another image) replaces
+            # the hosts as a rolling instance refresh: each new instance is launched and
+            # healthy behind the ALB before an old one is terminated (capacity never drops
+            # below 100 %); a refresh that fails rolls back to the previous template.
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=100, max_healthy_percentage=200,
+                    instance_warmup="300", skip_matching=True, auto_rollback=True)),
             tags=[aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
                   for k, v in sorted(tags.items())],
             # A failover scales a warm/cold region up; a later `up` must not undo it.
