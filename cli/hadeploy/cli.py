@@ -11,7 +11,18 @@ from collections.abc import Callable
 
 import typer
 
-from hadeploy.commands import backup, doctor, down, failover, init, plan, status, up, watch
+from hadeploy.commands import (
+    backup,
+    doctor,
+    down,
+    drill,
+    failover,
+    init,
+    plan,
+    status,
+    up,
+    watch,
+)
 from hadeploy.errors import ExitCode, HadeployError
 
 app = typer.Typer(
@@ -27,7 +38,8 @@ app = typer.Typer(
 COMMANDS: dict[str, Callable[..., None]] = {
     "init": init.init, "plan": plan.plan, "up": up.up, "status": status.status,
     "down": down.down, "failover": failover.failover, "failback": failover.failback,
-    "watch": watch.watch, "restore": backup.restore, "doctor": doctor.doctor,
+    "watch": watch.watch, "restore": backup.restore, "drill": drill.drill,
+    "doctor": doctor.doctor,
 }
 
 

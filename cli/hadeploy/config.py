@@ -353,6 +353,15 @@ class DataConfig(_Model):
         return v
 
 
+class Objectives(_Model):
+    """What a drill must show ('hadeploy drill' exits 1 when it does not): the client is
+    served again within ``rto`` seconds of the fault, and the acknowledged writes lost
+    span at most ``rpo`` seconds before it (0: none lost)."""
+
+    rto: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    rpo: Annotated[float, Field(ge=0, le=86400)] = 0.0
+
+
 class LoadBalancerConfig(_Model):
     """Each region's load balancers on the lab: haproxy behind a keepalived virtual IP. A
     change here reloads them one at a time; no request is dropped (haproxy hands its
@@ -587,6 +596,7 @@ class Deployment(_Model):
     regions: Annotated[list[RegionConfig], Field(min_length=1, max_length=20)]
     app: AppConfig = AppConfig()
     lb: LoadBalancerConfig | None = None  # lab only (defaults when absent)
+    objectives: Objectives = Objectives()
     failover: FailoverPolicy = FailoverPolicy()
     data: DataConfig = DataConfig()
     lab: LabConfig = LabConfig()
@@ -939,6 +949,10 @@ app:
   port: 8080
   health_path: /healthz    # 503 when the shared storage is not writable
   version: 1.0.0
+
+objectives:                # what 'hadeploy drill' must show, else it exits 1:
+  rto: 30                  # seconds until a client is served again after a fault
+  rpo: 0                   # seconds of acknowledged writes that may be lost (0: none)
 
 # lb:                      # each region's haproxy pair behind a keepalived VIP (defaults
 #   check_interval: 0.5    # shown; a change rolls one load balancer at a time). Seconds

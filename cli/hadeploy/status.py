@@ -175,6 +175,20 @@ class RegionStatus(_Doc):
     backup: BackupStatus | None = None
 
 
+class DrillStatus(_Doc):
+    """The last drill of one scenario ('hadeploy drill', from the audit log)."""
+
+    scenario: str
+    at: str
+    met: bool  # the deployment's objectives were met
+    rto_seconds: float | None  # client-observed recovery (None: never recovered)
+    rpo_seconds: float
+    failed: int  # failed requests
+    requests: int
+    lost_writes: int
+    report: str | None  # the Markdown report
+
+
 class StatusDoc(_Doc):
     """``hadeploy status --json``, schema version 1."""
 
@@ -188,6 +202,7 @@ class StatusDoc(_Doc):
     history_error: str | None = None
     dns: DnsStatus
     regions: list[RegionStatus]
+    drills: list[DrillStatus] = []  # the last drill of each scenario, by scenario
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False)
@@ -374,7 +389,7 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         or any(r.data is not None and r.data.archiving is not None
                and r.data.archiving.failing for r in regions)
         or any(r.backup is not None and bool(r.backup.problems) for r in regions),
-        history_error=history_error, dns=dns_doc, regions=regions)
+        history_error=history_error, dns=dns_doc, regions=regions, drills=_drills(state))
 
 
 def _utc(at: float | None) -> str | None:
@@ -499,6 +514,36 @@ def _archiving_line(wal: dict[str, Any] | None, error: str | None) -> tuple[str,
             + (f", {wal['waiting']} waiting" if wal["waiting"] else "") + ")", "dim")
 
 
+def _drills(state: Path) -> list[DrillStatus]:
+    """The last drill of each scenario, from the audit log (unreadable lines skipped)."""
+    import json
+
+    from hadeploy.state import StateError, read_text
+
+    try:
+        text = read_text(state / "audit.jsonl", limit=1 << 30) or ""
+    except StateError:
+        return []  # status never fails on the audit log; the commands that write it do
+    last: dict[str, DrillStatus] = {}
+    for line in text.splitlines():
+        if '"drill"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+            if record.get("operation") == "drill":
+                last[record["scenario"]] = DrillStatus(
+                    scenario=record["scenario"], at=record["at"], met=bool(record["met"]),
+                    rto_seconds=record.get("rto_seconds"),
+                    rpo_seconds=record.get("rpo_seconds") or 0.0,
+                    failed=int(record.get("failed") or 0),
+                    requests=int(record.get("requests") or 0),
+                    lost_writes=int(record.get("lost_writes") or 0),
+                    report=record.get("report"))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return [last[k] for k in sorted(last)]
+
+
 def _history(state: Path, regions: list[str]) -> tuple[dict[str, Any], str | None]:
     """Recent probe history per region (written by 'watch'), read-only; ({}, None) when
     there is none, ({}, why) when the database cannot be read."""
@@ -582,6 +627,15 @@ def render_text(status: StatusDoc) -> Any:
                      for v, d in hist["vantages"].items()]
             lines.append(Text(f"    probes, last {hist['window_seconds'] / 60:.0f} min: "
                               + ", ".join(parts), "dim"))
+    lines += [Text(*_drill_line(drill)) for drill in doc.get("drills") or []]
     return Group(*lines)
+
+
+def _drill_line(drill: dict[str, Any]) -> tuple[str, str]:
+    rto = "never" if drill["rto_seconds"] is None else f"{drill['rto_seconds']:.2f} s"
+    return (f"drill {drill['scenario']}: {'met' if drill['met'] else 'NOT MET'} at "
+            f"{drill['at']} (RTO {rto}, {drill['failed']} of {drill['requests']} requests "
+            f"failed, {drill['lost_writes']} acknowledged writes lost)",
+            "dim" if drill["met"] else "yellow")
 
 

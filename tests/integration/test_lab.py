@@ -63,7 +63,7 @@ class Lab:
     workdir: Path
     state: Path
     outputs: list[str] = field(default_factory=list)
-    killed: list[str] = field(default_factory=list)
+    started: dict[str, int] = field(default_factory=dict)  # app process start times
 
     def cli(self, *args: str, timeout: float = 900, input_: str | None = None,
             env: dict[str, str] | None = None):
@@ -91,57 +91,6 @@ def lab(tmp_path_factory) -> Lab:
     yield Lab(work, work / "state")
     destroy(NAME)
     assert lab_objects() == {"containers": [], "networks": [], "volumes": [], "rules": []}
-
-
-class Loop:
-    """A bounded client loop against one URL (GET, or POST of unique items)."""
-
-    def __init__(self, host: str, method: str = "GET", interval: float = 0.02,
-                 max_seconds: float = 30) -> None:
-        self.host, self.method, self.interval, self.max_seconds = host, method, interval, \
-            max_seconds
-        self.ok = self.failed = 0
-        self.errors: list[str] = []
-        self.fail_times: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _once(self) -> None:
-        conn = http.client.HTTPConnection(self.host, 80, timeout=2)
-        try:
-            if self.method == "POST":
-                item = json.dumps({"id": uuid.uuid4().hex, "v": 1})
-                conn.request("POST", "/items", item, {"Content-Type": "application/json"})
-                want = 201
-            else:
-                conn.request("GET", "/")
-                want = 200
-            resp = conn.getresponse()
-            resp.read()
-            # POST is idempotent by id: 200 "existing" answers a retry of a stored item
-            if resp.status != want and not (want == 201 and resp.status == 200):
-                raise RuntimeError(f"HTTP {resp.status}")
-            self.ok += 1
-        except Exception as exc:
-            self.failed += 1
-            self.fail_times.append(time.monotonic())
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            conn.close()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            self._once()
-            time.sleep(self.interval)
-
-    def __enter__(self) -> Loop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def get_json(host: str, path: str, port: int = 80) -> tuple[int, dict, dict]:
@@ -294,48 +243,55 @@ def test_items_written_in_the_active_region_are_served_by_every_app_host(lab):
     assert status == 503 and "read-only region" in body["error"]
 
 
-def test_killing_an_app_host_costs_no_request(lab, measurements):
-    with Loop(EAST_VIP, "GET") as gets, Loop(EAST_VIP, "POST") as posts:
-        time.sleep(1.5)
-        podman("kill", f"hd-{NAME}-east-app1")
-        lab.killed.append(f"container hd-{NAME}-east-app1")
-        time.sleep(4)
-    measurements["app host killed: failed GET/POST requests"] = (
-        f"{gets.failed}/{gets.ok + gets.failed} GET, {posts.failed}/{posts.ok + posts.failed} "
-        "POST")
-    assert gets.ok > 50 and posts.ok > 50
-    assert gets.failed == 0, gets.errors
-    assert posts.failed == 0, posts.errors
-    status = lab.cli("status", "--json")  # exit 1: a host is down
-    assert status.rc == 1
-    east = json.loads(status.out)["regions"][0]
-    app1 = next(h for h in east["hosts"] if h["name"].endswith("app1"))
-    assert app1["healthy"] is False and east["healthy"] is True
+def drill(lab: Lab, measurements, scenario: str) -> dict:
+    """'hadeploy drill': the fault under a client that reads and writes through the app's
+    DNS name, recovery, the victim brought back, every acknowledged write read back."""
+    out = lab.workdir / f"drill-{scenario}"
+    r = lab.cli("drill", scenario, "--yes", "--json", "--report", str(out))
+    assert r.rc == 0, r.err[-2000:] + r.out[-2000:]
+    doc = json.loads(r.out)
+    measurements[f"drill {scenario}: requests, failed, RTO (s)"] = (
+        doc["requests"], doc["failed"], doc["rto_seconds"])
+    assert doc["met"] and doc["healed"] and doc["lost_writes"] == 0, doc["problems"]
+    assert doc["requests"] > 50 and doc["acked_writes"] > 20, doc
+    assert doc["failed_before_fault"] == 0
+    for kind in ("json", "markdown", "png"):
+        assert Path(doc["reports"][kind]).stat().st_size > 100
+    status = lab.json("status")
+    assert status["healthy"] and scenario in {d["scenario"] for d in status["drills"]}
+    return doc
 
 
-def test_killing_the_master_lb_moves_the_vip(lab, measurements):
-    before = json.loads(lab.cli("status", "--json").out)["regions"][0]["lb_master"]
-    with Loop(EAST_VIP, "GET") as gets:
-        time.sleep(1.5)
-        killed_at = time.monotonic()
-        podman("kill", before)
-        lab.killed.append(f"container {before}")
-        time.sleep(5)
-    window = (gets.fail_times[-1] - killed_at) if gets.fail_times else 0.0
-    measurements["master LB killed: failed requests"] = (
-        f"{gets.failed}/{gets.ok + gets.failed} (last failure {window:.2f} s after the kill)")
-    after = json.loads(lab.cli("status", "--json").out)["regions"][0]["lb_master"]
+def test_drill_app_host_costs_no_request(lab, measurements):
+    doc = drill(lab, measurements, "app-host")
+    assert doc["failed"] == 0, "haproxy retries on the region's other app host"
+    assert doc["victims"] == [f"hd-{NAME}-east-app1"] and doc["region"] == "east"
+
+
+def test_drill_lb_moves_the_vip(lab, measurements):
+    before = lab.json("status")["regions"][0]["lb_master"]
+    doc = drill(lab, measurements, "lb")
+    assert doc["victims"] == [before]
+    after = lab.json("status")["regions"][0]["lb_master"]
     assert after is not None and after != before
     # Requests fail only while the VIP moves: until the backup's gratuitous ARP is taken
     # (the killed container's network namespace answers with resets until podman removes
     # it, a lab artifact a dead machine does not have), then never again.
-    assert gets.fail_times and gets.fail_times[-1] - killed_at < 4.0, gets.errors
-    assert all(t >= killed_at for t in gets.fail_times), "no failure before the kill"
+    assert doc["rto_seconds"] is not None and doc["rto_seconds"] < 4.0, doc
+
+
+def test_drill_dns_restart(lab, measurements):
+    doc = drill(lab, measurements, "dns")
+    # the client keeps the answer for the TTL (2 s): it fails only once that runs out
+    # while the server is down
+    assert doc["rto_seconds"] < 10, doc
 
 
 def test_up_repairs_then_second_up_changes_nothing(lab, measurements):
+    podman("kill", f"hd-{NAME}-east-app1", f"hd-{NAME}-east-lb2")
     doc = lab.json("up")
-    assert doc["changed"] and sorted(doc["started"]) == sorted(lab.killed)
+    assert doc["changed"] and sorted(doc["started"]) == [f"container hd-{NAME}-east-app1",
+                                                         f"container hd-{NAME}-east-lb2"]
     assert doc["created"] == [] and doc["recreated"] == []
     assert doc["configured"] and set(doc["ansible"]["hosts"]) <= {
         f"hd-{NAME}-east-{h}" for h in ("lb1", "lb2", "app1", "app2", "db1")}
@@ -358,13 +314,123 @@ def test_plan_after_up_has_no_changes(lab):
     assert doc["changes"] == [], doc
 
 
+APPS = {f"hd-{NAME}-{r}-app{i}": f"10.92.{n}.{20 + i}" for r, n in (("east", 1), ("west", 2))
+        for i in (1, 2)}
+
+
+def app_versions() -> dict[str, str]:
+    out = {}
+    for host, address in APPS.items():
+        try:
+            out[host] = get_json(address, "/", port=8080)[1]["version"]
+        except OSError:
+            out[host] = "down"
+    return out
+
+
+def app_started_at(host: str) -> int:
+    """When the app's process started (µs of the kernel's monotonic clock, which every
+    container shares)."""
+    return int(podman("exec", host, "systemctl", "show", "hadeploy-app.service", "-p",
+                      "ExecMainStartTimestampMonotonic", "--value").stdout.strip())
+
+
+def haproxy_states(lb: str) -> dict[str, str]:
+    """App server → UP / DOWN / MAINT / DRAIN, from haproxy's runtime API on ``lb``."""
+    script = ("import socket; s=socket.socket(socket.AF_UNIX); "
+              "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show stat\\n'); "
+              "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
+    out = {}
+    for line in podman("exec", lb, "python3", "-c", script).stdout.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[0] == "hadeploy_app" and fields[1].startswith("hd-"):
+            out[fields[1]] = fields[17]
+    return out
+
+
+def configure(lab: Lab, version: str, extra: str = "") -> None:
+    (lab.workdir / "hadeploy.yaml").write_text(
+        CONFIG.replace("data: ", f"app: {{version: {version}}}\n" + extra + "data: "))
+
+
+LB_CHANGE = "lb: {check_interval: 1, timeout_server: 10, vrrp_advert_interval: 0.5}\n"
+
+
+def up_under_load(lab: Lab, tag: str, rc: int = 0):
+    """'up' while a client posts and reads back through the active VIP: it exits ``rc``, no
+    request fails, every acknowledged write is there."""
+    from tests.labclient import Load, missing
+
+    load = Load(tag, EAST_VIP)
+    with load:
+        time.sleep(1)
+        start = time.monotonic()
+        r = lab.cli("up", "--yes")
+        seconds = time.monotonic() - start
+        time.sleep(1)
+    assert r.rc == rc, r.err[-3000:]
+    assert load.requests > 100, load.requests
+    assert load.failures == [], load.failures[:10]
+    assert missing(load.acked, EAST_VIP) == []
+    return r, load, seconds
+
+
+BROKEN = f"hd-{NAME}-west-app1"  # the first host in roll order (west does not serve)
+DROPIN = "/etc/systemd/system/hadeploy-app.service.d/broken.conf"
+
+
+def test_a_roll_stops_at_a_host_that_does_not_come_back(lab, measurements):
+    """A new app version and new haproxy/keepalived settings in one 'up', under load, while
+    the first host in roll order cannot start: the load balancers reload one at a time (the
+    VIP stays where it is), the roll stops at that host, which stays drained, and every
+    other host keeps serving the old version. No request fails."""
+    lab.started = {h: app_started_at(h) for h in APPS}
+    vip_holder = lab.json("status")["regions"][0]["lb_master"]
+    podman("exec", BROKEN, "sh", "-c", f"mkdir -p {Path(DROPIN).parent} && printf "
+           "'[Service]\\nExecStartPre=/bin/false\\n' > " + DROPIN)
+    podman("exec", BROKEN, "systemctl", "daemon-reload")
+    configure(lab, "1.1.0", LB_CHANGE)
+    r, load, seconds = up_under_load(lab, "stopped-roll", rc=1)
+    measurements["upgrade + lb change, roll stopped at a broken host: requests, failed, "
+                 "up (s)"] = (load.requests, len(load.failures), round(seconds, 1))
+    assert BROKEN in r.err and "rolling restart stopped" in r.err, r.err[-3000:]
+    assert "Traceback" not in r.err
+    now = app_versions()
+    assert now.pop(BROKEN) == "down" and set(now.values()) == {"1.0.0"}, now
+    for lb in (f"hd-{NAME}-west-lb1", f"hd-{NAME}-west-lb2"):
+        states = haproxy_states(lb)
+        assert states[BROKEN] == "MAINT" and states[f"hd-{NAME}-west-app2"] == "UP", states
+    assert load.lbs == {vip_holder}, "the VIP stayed where it was"
+    for lb in (f"hd-{NAME}-east-lb1", f"hd-{NAME}-east-lb2"):
+        cfg = podman("exec", lb, "cat", "/etc/haproxy/haproxy.cfg").stdout
+        assert "inter 1000ms" in cfg and "timeout server 10000ms" in cfg
+        assert "advert_int 0.5" in podman("exec", lb, "cat",
+                                          "/etc/keepalived/keepalived.conf").stdout
+
+
+def test_the_next_up_resumes_the_roll_host_by_host_serving_region_last(lab, measurements):
+    podman("exec", BROKEN, "sh", "-c", f"rm -f {DROPIN} && systemctl daemon-reload")
+    _, load, seconds = up_under_load(lab, "resumed-roll")
+    measurements["the roll resumed: requests, failed, up (s)"] = (
+        load.requests, len(load.failures), round(seconds, 1))
+    assert set(app_versions().values()) == {"1.1.0"}
+    after = {h: app_started_at(h) for h in APPS}
+    assert all(after[h] > lab.started[h] for h in APPS), "every app host restarted"
+    # one at a time, the region that does not serve first
+    assert sorted(APPS, key=after.get) == [f"hd-{NAME}-west-app1", f"hd-{NAME}-west-app2",
+                                           f"hd-{NAME}-east-app1", f"hd-{NAME}-east-app2"]
+    for lb in (f"hd-{NAME}-west-lb1", f"hd-{NAME}-west-lb2"):
+        assert set(haproxy_states(lb).values()) == {"UP"}
+
+
 def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
     """A warm and a cold region join: the plan names them, the probers of the other regions
     (which now probe them too), the firewall rules between subnets and the other regions'
     configuration (their databases keep a replication slot for, and accept replication from,
     the new regions' database hosts); 'up' applies exactly that plan, and on the existing
     regions only the database hosts change."""
-    (lab.workdir / "hadeploy.yaml").write_text(CONFIG.replace("data: ", NORTH + SOUTH + "data: "))
+    current = (lab.workdir / "hadeploy.yaml").read_text()  # as the rolling tests left it
+    (lab.workdir / "hadeploy.yaml").write_text(current.replace("app: ", NORTH + SOUTH + "app: "))
     plan = lab.json("plan")
     new = ("north", "south")
     others = {f"recreate container hd-{NAME}-{r}-probe (its specification changed)"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["init", "plan", "up", "status", "down", "failover", "failback", "watch"]
+COMMANDS = ["init", "plan", "up", "status", "down", "failover", "failback", "watch", "drill"]
 
 
 def test_root_help(cli):
@@ -240,3 +240,10 @@ def test_backup_and_restore_on_aws_say_where_its_backups_are(cli, tmp_path: Path
         assert r.rc == 7, (cmd, r.rc, r.err)
         assert words in r.err and "docs/aws.md" in r.err, r.err
         _no_traceback(r)
+
+
+def test_drills_on_aws_are_not_available_yet(cli, tmp_path: Path):
+    cfg = _aws_config(cli, tmp_path, with_section=True)
+    r = cli("drill", "app-host", "--yes", "--config", str(cfg))
+    assert r.rc == 7 and "Fault Injection" in r.err, r.err
+    _no_traceback(r)

@@ -1,0 +1,299 @@
+"""Failure drills: a fault injected into a live deployment while a client reads and writes
+through the app's DNS name, and what that client saw.
+
+The client behaves like a real one: it resolves the app's name at the deployment's DNS
+server and keeps the answer for the record's TTL, posts new items and reads each one back.
+Every request is kept as a :class:`Sample`; :func:`analyze` turns the samples into the
+client-observed recovery time (RTO) and :func:`lost_writes` the acknowledged writes that
+cannot be read afterwards into the data lost (RPO). Nothing here knows how a fault is
+injected: the target does (lab: podman), see ``hadeploy.targets.lab.faults``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# scenario -> what it does (the lab implements every one listed here)
+SCENARIOS: dict[str, str] = {
+    "app-host": "kill one app host of the active region",
+    "lb": "kill the load balancer holding the active region's virtual IP",
+    "db-host": "kill the database leader of the active region",
+    "dns": "restart the authoritative DNS server",
+}
+# A client that saw this long a run of good answers after the last failure has recovered.
+SETTLED = 3.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # when the request finished (POSIX time)
+    method: str  # GET or POST
+    ok: bool
+    address: str | None  # where the client sent it (None: no DNS answer)
+    detail: str  # HTTP status, or the error
+
+
+Resolve = Callable[[], tuple[str | None, float]]  # (first A record or None, TTL seconds)
+
+
+def dns_resolver(server: str, port: int, name: str, timeout: float = 0.5) -> Resolve:
+    """The first A record of ``name`` at ``server`` and its TTL, like a stub resolver that
+    asks one server (no answer: None, retried after a second)."""
+    def resolve() -> tuple[str | None, float]:
+        import dns.message
+        import dns.query
+        import dns.rdatatype
+
+        try:
+            resp = dns.query.udp(dns.message.make_query(name, "A"), server, port=port,
+                                 timeout=timeout)
+        except Exception:
+            return None, 1.0
+        for rrset in resp.answer:
+            if rrset.rdtype == dns.rdatatype.A:
+                return next(iter(rrset)).address, float(rrset.ttl)
+        return None, 1.0
+    return resolve
+
+
+class Client:
+    """Posts a new item, then reads it back, ``gap`` seconds apart, through the address the
+    DNS answer gives for as long as its TTL lasts."""
+
+    def __init__(self, tag: str, resolve: Resolve, *, port: int = 80, gap: float = 0.05,
+                 timeout: float = 2.0) -> None:
+        self.tag, self.resolve, self.port, self.gap, self.timeout = (
+            tag, resolve, port, gap, timeout)
+        self.samples: list[Sample] = []
+        self.acked: list[tuple[str, float]] = []  # (item id, when acknowledged)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="drill-client")
+        self._address: str | None = None
+        self._expires = 0.0
+
+    def _where(self) -> str | None:
+        now = time.monotonic()
+        if self._address is None or now >= self._expires:
+            self._address, ttl = self.resolve()
+            self._expires = now + max(ttl, 0.0)
+        return self._address
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> bool:
+        address = self._where()
+        if address is None:
+            self.samples.append(Sample(time.time(), method, False, None, "no DNS answer"))
+            return False
+        conn = http.client.HTTPConnection(address, self.port, timeout=self.timeout)
+        try:
+            conn.request(method, path, json.dumps(body) if body is not None else None,
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            ok = resp.status in (200, 201)
+            self.samples.append(Sample(time.time(), method, ok, address, str(resp.status)))
+            return ok
+        except (OSError, http.client.HTTPException) as exc:
+            self.samples.append(Sample(time.time(), method, False, address,
+                                       f"{type(exc).__name__}: {str(exc)[:80]}"))
+            return False
+        finally:
+            conn.close()
+
+    def _run(self) -> None:
+        for n in itertools.count(1):
+            if self._stop.is_set():
+                return
+            item = f"{self.tag}-{n}"
+            if self.request("POST", "/items", {"id": item}):
+                self.acked.append((item, time.time()))
+                self._stop.wait(self.gap)
+                self.request("GET", f"/items/{item}")
+            self._stop.wait(self.gap)
+
+    def start(self) -> Client:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """What the client saw around a fault."""
+
+    requests: int
+    failed: int
+    failed_before_fault: int
+    first_failure: float | None
+    last_failure: float | None
+    recovered_at: float | None  # first good answer after the last failure (None: never)
+    rto_seconds: float | None  # recovered_at - fault (0: no request failed; None: never)
+    settled: bool  # at least SETTLED seconds of good answers after the last failure
+
+
+def analyze(samples: Sequence[Sample], fault_at: float, ended_at: float) -> Outage:
+    """Client-observed recovery: from the fault to the first good answer after the last
+    failure; ``settled`` when good answers then continued for :data:`SETTLED` seconds."""
+    after = [s for s in samples if s.at >= fault_at]
+    failures = [s for s in after if not s.ok]
+    before = sum(1 for s in samples if s.at < fault_at and not s.ok)
+    if not failures:
+        return Outage(len(samples), 0, before, None, None, fault_at, 0.0,
+                      ended_at - fault_at >= SETTLED)
+    last = failures[-1].at
+    good = next((s.at for s in after if s.ok and s.at > last), None)
+    return Outage(len(samples), len(failures), before, failures[0].at, last, good,
+                  None if good is None else round(good - fault_at, 3),
+                  good is not None and ended_at - last >= SETTLED)
+
+
+def lost_writes(acked: Sequence[tuple[str, float]], readable: Callable[[str], bool]
+                ) -> list[tuple[str, float]]:
+    """Acknowledged writes that cannot be read back."""
+    return [(item, at) for item, at in acked if not readable(item)]
+
+
+def rpo_seconds(lost: Sequence[tuple[str, float]], fault_at: float) -> float:
+    """How much acknowledged data was lost, as time: from the oldest lost write to the
+    fault (0 when nothing was lost)."""
+    return round(max(0.0, fault_at - min(at for _, at in lost)), 3) if lost else 0.0
+
+
+def timeline(samples: Sequence[Sample], start: float, bucket: float = 0.1
+             ) -> list[tuple[float, int, int]]:
+    """(seconds since ``start``, good, failed) per ``bucket`` seconds."""
+    counts: dict[int, list[int]] = {}
+    for s in samples:
+        # rounded first: 0.30000000000000004 s is the fourth bucket, not the third
+        slot = counts.setdefault(math.floor(round((s.at - start) / bucket, 6)), [0, 0])
+        slot[0 if s.ok else 1] += 1
+    return [(round(k * bucket, 3), v[0], v[1]) for k, v in sorted(counts.items())]
+
+
+@dataclass
+class Report:
+    scenario: str
+    deployment: str
+    target: str
+    started_at: str  # UTC, ISO 8601
+    fault: str  # what was done, e.g. "killed hd-demo-east-app1"
+    victims: list[str]
+    region: str | None  # the region the fault hit
+    phases: dict[str, float]  # phase -> seconds after the start of the drill
+    requests: int
+    failed: int
+    failed_by_method: dict[str, int]
+    failed_before_fault: int
+    rto_seconds: float | None
+    settled: bool
+    acked_writes: int
+    lost_writes: int
+    lost_sample: list[str]
+    rpo_seconds: float
+    objectives: dict[str, float]
+    met: bool
+    problems: list[str]  # why the objectives were not met, or the drill is in doubt
+    healed: bool
+    heal: str  # what bringing the victims back did
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def judge(outage: Outage, rpo: float, objectives: dict[str, float]) -> list[str]:
+    """Why the drill did not meet the deployment's objectives (empty: it did)."""
+    problems = []
+    if outage.rto_seconds is None or not outage.settled:
+        problems.append("the client did not recover (no run of good answers after the "
+                        "last failure)")
+    elif outage.rto_seconds > objectives["rto"]:
+        problems.append(f"recovery took {outage.rto_seconds:.1f} s, the objective is "
+                        f"{objectives['rto']:g} s")
+    if rpo > objectives["rpo"]:
+        problems.append(f"acknowledged writes lost over {rpo:.1f} s, the objective is "
+                        f"{objectives['rpo']:g} s")
+    if outage.failed_before_fault:
+        problems.append(f"{outage.failed_before_fault} request(s) failed before the fault: "
+                        "the deployment was not healthy when the drill started")
+    return problems
+
+
+def render_markdown(report: Report) -> str:
+    r = report
+    rto = "never" if r.rto_seconds is None else f"{r.rto_seconds:.2f} s"
+    lines = [
+        f"# Drill `{r.scenario}` on {r.deployment} ({r.target}), {r.started_at}",
+        "",
+        f"**{'MET' if r.met else 'NOT MET'}** — objectives: RTO ≤ {r.objectives['rto']:g} s, "
+        f"RPO ≤ {r.objectives['rpo']:g} s.",
+        "",
+        f"- fault: {r.fault}" + (f" (region {r.region})" if r.region else ""),
+        f"- requests: {r.requests}, failed: {r.failed} "
+        f"({', '.join(f'{m} {n}' for m, n in sorted(r.failed_by_method.items())) or 'none'})",
+        f"- client-observed recovery (RTO): {rto}"
+        + ("" if r.settled else " — did not settle"),
+        f"- acknowledged writes: {r.acked_writes}, lost: {r.lost_writes} (RPO "
+        f"{r.rpo_seconds:.2f} s)" + (f": {', '.join(r.lost_sample)}" if r.lost_sample else ""),
+        f"- healed: {'yes' if r.healed else 'NO'} ({r.heal})",
+        "",
+        "| phase | seconds after the start |",
+        "|---|---:|",
+        *[f"| {name} | {at:.2f} |" for name, at in r.phases.items()],
+    ]
+    if r.problems:
+        lines += ["", "Problems:", *[f"- {p}" for p in r.problems]]
+    return "\n".join(lines) + "\n"
+
+
+def render_png(report: Report, path: Path) -> None:
+    """Requests per 100 ms, good and failed, with the drill's phases marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [t for t, _, _ in report.timeline]
+    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=100)
+    try:
+        ax.bar(xs, [g for _, g, _ in report.timeline], width=0.1, align="edge",
+               color="#3a7d44", label="good")
+        ax.bar(xs, [f for _, _, f in report.timeline], width=0.1, align="edge",
+               bottom=[g for _, g, _ in report.timeline], color="#c0392b", label="failed")
+        for name, at in report.phases.items():
+            ax.axvline(at, color="#555555", linestyle="--", linewidth=0.8)
+            ax.annotate(name, (at, 1), xycoords=("data", "axes fraction"), rotation=90,
+                        va="top", ha="right", fontsize=7, color="#333333")
+        rto = "never" if report.rto_seconds is None else f"{report.rto_seconds:.2f} s"
+        ax.set_title(f"drill {report.scenario} on {report.deployment}: {report.failed} of "
+                     f"{report.requests} requests failed, RTO {rto}, "
+                     f"{report.lost_writes} acknowledged writes lost", fontsize=9)
+        ax.set_xlabel("seconds since the drill started")
+        ax.set_ylabel("requests per 100 ms")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def write_reports(report: Report, directory: Path) -> dict[str, str]:
+    """report.json, report.md and timeline.png in ``directory``; their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "report.json", "markdown": directory / "report.md",
+             "png": directory / "timeline.png"}
+    paths["json"].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    paths["markdown"].write_text(render_markdown(report))
+    render_png(report, paths["png"])
+    return {k: str(v) for k, v in paths.items()}

@@ -1,0 +1,180 @@
+"""Drills: what a client saw, turned into RTO, RPO and a verdict; the reports."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from hadeploy import drill
+from hadeploy.drill import Sample
+
+
+def samples(spec: str, start: float = 100.0, step: float = 0.1) -> list[Sample]:
+    """'+' a good request, '-' a failed one, one every ``step`` seconds from ``start``."""
+    return [Sample(start + i * step, "POST" if i % 2 else "GET", c == "+", "10.0.0.1",
+                   "201" if c == "+" else "503") for i, c in enumerate(spec)]
+
+
+def test_no_failure_is_an_rto_of_zero():
+    out = drill.analyze(samples("+" * 60), fault_at=101.0, ended_at=106.0)
+    assert out.failed == 0 and out.rto_seconds == 0.0 and out.settled
+
+
+def test_rto_runs_from_the_fault_to_the_first_good_answer_after_the_last_failure():
+    # good until 101.0, failures at 101.0..101.9 (a good one in between), then good
+    spec = "+" * 10 + "---+------" + "+" * 40
+    out = drill.analyze(samples(spec), fault_at=101.0, ended_at=106.0)
+    assert out.failed == 9 and out.first_failure == pytest.approx(101.0)
+    assert out.last_failure == pytest.approx(101.9) and out.rto_seconds == pytest.approx(1.0)
+    assert out.settled and out.failed_before_fault == 0
+    # the run ended too soon after the last failure: not settled
+    assert not drill.analyze(samples(spec), fault_at=101.0, ended_at=103.0).settled
+    # never recovered
+    never = drill.analyze(samples("+" * 10 + "-" * 20), fault_at=101.0, ended_at=104.0)
+    assert never.rto_seconds is None and not never.settled
+
+
+def test_failures_before_the_fault_are_counted_and_judged():
+    out = drill.analyze(samples("+-" + "+" * 60), fault_at=101.0, ended_at=106.3)
+    assert out.failed_before_fault == 1 and out.failed == 0
+    problems = drill.judge(out, 0.0, {"rto": 30, "rpo": 0})
+    assert problems and "before the fault" in problems[0]
+
+
+def test_rpo_is_the_span_of_lost_acknowledged_writes_before_the_fault():
+    acked = [("a", 90.0), ("b", 98.5), ("c", 99.5), ("d", 101.0)]
+    lost = drill.lost_writes(acked, lambda item: item in ("a", "d"))
+    assert lost == [("b", 98.5), ("c", 99.5)]
+    assert drill.rpo_seconds(lost, fault_at=100.0) == 1.5
+    assert drill.rpo_seconds([], fault_at=100.0) == 0.0
+
+
+def test_judge_compares_with_the_objectives():
+    spec = "+" * 10 + "-" * 25 + "+" * 40
+    out = drill.analyze(samples(spec), fault_at=101.0, ended_at=108.0)
+    assert drill.judge(out, 0.0, {"rto": 5, "rpo": 0}) == []
+    slow = drill.judge(out, 0.0, {"rto": 1, "rpo": 0})
+    assert slow and "recovery took 2.5 s, the objective is 1 s" in slow[0]
+    lossy = drill.judge(out, 2.0, {"rto": 5, "rpo": 1})
+    assert lossy and "lost over 2.0 s" in lossy[0]
+
+
+def test_timeline_buckets_requests_per_100_ms():
+    rows = drill.timeline(samples("++-+", step=0.05), start=100.0)
+    assert rows == [(0.0, 2, 0), (0.1, 1, 1)]
+
+
+def report(**over) -> drill.Report:
+    base: dict = {
+        "scenario": "app-host", "deployment": "demo", "target": "lab",
+        "started_at": "2026-11-28T20:00:00Z", "fault": "killed hd-demo-east-app1",
+        "victims": ["hd-demo-east-app1"], "region": "east",
+        "phases": {"fault": 2.0, "healed": 9.5}, "requests": 200, "failed": 0,
+        "failed_by_method": {}, "failed_before_fault": 0, "rto_seconds": 0.0,
+        "settled": True, "acked_writes": 100, "lost_writes": 0, "lost_sample": [],
+        "rpo_seconds": 0.0, "objectives": {"rto": 30.0, "rpo": 0.0}, "met": True,
+        "problems": [], "healed": True, "heal": "started hd-demo-east-app1: healthy again",
+        "timeline": drill.timeline(samples("+" * 100), start=100.0)}
+    base.update(over)
+    return drill.Report(**base)
+
+
+def test_reports_are_written_as_json_markdown_and_png(tmp_path: Path):
+    paths = drill.write_reports(report(), tmp_path / "r")
+    doc = json.loads(Path(paths["json"]).read_text())
+    assert doc["scenario"] == "app-host" and doc["met"] is True
+    md = Path(paths["markdown"]).read_text()
+    assert "**MET**" in md and "killed hd-demo-east-app1 (region east)" in md
+    assert "| fault | 2.00 |" in md
+    assert Path(paths["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = drill.render_markdown(report(met=False, problems=["recovery took 40.0 s"],
+                                       rto_seconds=40.0))
+    assert "**NOT MET**" in bad and "- recovery took 40.0 s" in bad
+
+
+class _App(BaseHTTPRequestHandler):
+    items: ClassVar[set[str]] = set()
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.items.add(body["id"])
+        self._answer(201)
+
+    def do_GET(self):
+        self._answer(200 if self.path.rsplit("/", 1)[-1] in self.items else 404)
+
+    def _answer(self, code: int) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_client_writes_reads_back_and_honours_the_ttl():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _App)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    asked = []
+
+    def resolve():
+        asked.append(1)
+        return "127.0.0.1", 3600.0
+    try:
+        client = drill.Client("t", resolve, port=server.server_address[1], gap=0.01)
+        client.start()
+        import time
+
+        time.sleep(0.5)
+        client.stop()
+    finally:
+        server.shutdown()
+    assert len(client.acked) > 5 and all(s.ok for s in client.samples)
+    assert {s.method for s in client.samples} == {"GET", "POST"}
+    assert len(asked) == 1, "one resolution within the TTL"
+    assert drill.lost_writes(client.acked, lambda i: i in _App.items) == []
+
+
+def test_a_client_without_a_dns_answer_records_failures():
+    client = drill.Client("t", lambda: (None, 0.0))
+    assert client.request("GET", "/") is False
+    assert client.samples[-1].detail == "no DNS answer"
+
+
+def test_status_shows_the_last_drill_of_each_scenario(tmp_path: Path):
+    from hadeploy.status import _drill_line, _drills
+
+    records = [{"operation": "drill", "scenario": "lb", "at": "t1", "met": False,
+                "rto_seconds": 40.0, "rpo_seconds": 0, "failed": 9, "requests": 90,
+                "lost_writes": 0, "report": "/r1.md"},
+               {"operation": "up", "at": "t2"},
+               {"operation": "drill", "scenario": "lb", "at": "t3", "met": True,
+                "rto_seconds": 0.4, "rpo_seconds": 0, "failed": 2, "requests": 90,
+                "lost_writes": 0, "report": "/r2.md"},
+               {"operation": "drill", "scenario": "app-host", "at": "t4", "met": True,
+                "rto_seconds": 0.0, "rpo_seconds": 0, "failed": 0, "requests": 50,
+                "lost_writes": 0, "report": None}]
+    (tmp_path / "audit.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in records) + "\n{torn")
+    drills = _drills(tmp_path)
+    assert [(d.scenario, d.at) for d in drills] == [("app-host", "t4"), ("lb", "t3")]
+    line, style = _drill_line(drills[1].model_dump())
+    assert "drill lb: met at t3 (RTO 0.40 s, 2 of 90 requests failed" in line
+    assert style == "dim"
+    assert _drills(tmp_path / "missing") == []
+
+
+def test_drill_refuses_bad_input_with_exit_codes(cli, tmp_path: Path):
+    r = cli("drill", "meteor", "--yes")
+    assert r.rc == 2 and "app-host" in r.err and "Traceback" not in r.err
+    r = cli("drill", "app-host", "--yes")  # nothing built here
+    assert r.rc == 2 and "no deployment found" in r.err and "Traceback" not in r.err
+    r = cli("drill", "lb", "--yes", "--timeout", "0")
+    assert r.rc == 2 and "--timeout" in r.err
