@@ -5,8 +5,9 @@ serving region at once (what `up` did before it rolled), under the same client i
 
 Deployment "hdrbench" (subnets 10.82.x): east (primary) and west, two app hosts each, one
 database host per region (backups off: not what is measured). The client posts an item and
-reads it back through east's VIP every 50 ms (tests/labclient.Load); a request fails on a
-transport error or any status but 200/201. Every acknowledged write is looked up at the end.
+reads it back through east's VIP every 50 ms (the drills' client, hadeploy.drill.Client); a
+request fails on a transport error or any status but 200/201. Every acknowledged write is
+looked up at the end.
 
   at-once   every east app host restarted at the same moment (systemctl restart, in
             parallel), 8 s of load around it
@@ -31,7 +32,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.labclient import Load, missing  # noqa: E402
+from tests.labclient import missing  # noqa: E402
+
+from hadeploy.drill import Client  # noqa: E402
 
 NAME = "hdrbench"
 VIP = "10.82.1.10"
@@ -67,16 +70,20 @@ def write_config(work: Path, version: str, lb: str) -> None:
 
 def measured(tag: str, action) -> dict:
     """``action`` under load: requests, failures, acknowledged writes lost, seconds."""
-    load = Load(tag, VIP)
-    with load:
+    load = Client(tag, lambda: (VIP, 3600.0), timeout=5.0).start()
+    try:
         time.sleep(1)
         start = time.monotonic()
         action()
         seconds = time.monotonic() - start
         time.sleep(1)
-    return {"requests": load.requests, "failed": len(load.failures),
-            "failures": [f"{m} {what}" for _, m, what in load.failures[:5]],
-            "lost": len(missing(load.acked, VIP)), "seconds": round(seconds, 1)}
+    finally:
+        load.stop()
+    failed = [s for s in load.samples if not s.ok]
+    return {"requests": len(load.samples), "failed": len(failed),
+            "failures": [f"{s.method} {s.detail}" for s in failed[:5]],
+            "lost": len(missing([i for i, _ in load.acked], VIP)),
+            "seconds": round(seconds, 1)}
 
 
 def restart_at_once() -> None:

@@ -40,6 +40,7 @@ class Sample:
     ok: bool
     address: str | None  # where the client sent it (None: no DNS answer)
     detail: str  # HTTP status, or the error
+    via: str | None = None  # the load balancer that answered (its X-HADeploy-LB header)
 
 
 Resolve = Callable[[], tuple[str | None, float]]  # (first A record or None, TTL seconds)
@@ -99,7 +100,8 @@ class Client:
             resp = conn.getresponse()
             resp.read()
             ok = resp.status in (200, 201)
-            self.samples.append(Sample(time.time(), method, ok, address, str(resp.status)))
+            self.samples.append(Sample(time.time(), method, ok, address, str(resp.status),
+                                       resp.getheader("X-HADeploy-LB")))
             return ok
         except (OSError, http.client.HTTPException) as exc:
             self.samples.append(Sample(time.time(), method, False, address,

@@ -357,21 +357,25 @@ LB_CHANGE = "lb: {check_interval: 1, timeout_server: 10, vrrp_advert_interval: 0
 
 
 def up_under_load(lab: Lab, tag: str, rc: int = 0):
-    """'up' while a client posts and reads back through the active VIP: it exits ``rc``, no
-    request fails, every acknowledged write is there."""
-    from tests.labclient import Load, missing
+    """'up' while a client (the drills' client, pinned to the active VIP) posts items and
+    reads them back: it exits ``rc``, no request fails, every acknowledged write is there."""
+    from hadeploy.drill import Client
+    from tests.labclient import missing
 
-    load = Load(tag, EAST_VIP)
-    with load:
+    load = Client(tag, lambda: (EAST_VIP, 3600.0), timeout=5.0).start()
+    try:
         time.sleep(1)
         start = time.monotonic()
         r = lab.cli("up", "--yes")
         seconds = time.monotonic() - start
         time.sleep(1)
+    finally:
+        load.stop()
     assert r.rc == rc, r.err[-3000:]
-    assert load.requests > 100, load.requests
-    assert load.failures == [], load.failures[:10]
-    assert missing(load.acked, EAST_VIP) == []
+    assert len(load.samples) > 100, len(load.samples)
+    failed = [s for s in load.samples if not s.ok]
+    assert failed == [], failed[:10]
+    assert missing([item for item, _ in load.acked], EAST_VIP) == []
     return r, load, seconds
 
 
@@ -391,8 +395,8 @@ def test_a_roll_stops_at_a_host_that_does_not_come_back(lab, measurements):
     podman("exec", BROKEN, "systemctl", "daemon-reload")
     configure(lab, "1.1.0", LB_CHANGE)
     r, load, seconds = up_under_load(lab, "stopped-roll", rc=1)
-    measurements["upgrade + lb change, roll stopped at a broken host: requests, failed, "
-                 "up (s)"] = (load.requests, len(load.failures), round(seconds, 1))
+    measurements["upgrade + lb change, roll stopped at a broken host: requests, up (s)"] = (
+        len(load.samples), round(seconds, 1))
     assert BROKEN in r.err and "rolling restart stopped" in r.err, r.err[-3000:]
     assert "Traceback" not in r.err
     now = app_versions()
@@ -400,7 +404,7 @@ def test_a_roll_stops_at_a_host_that_does_not_come_back(lab, measurements):
     for lb in (f"hd-{NAME}-west-lb1", f"hd-{NAME}-west-lb2"):
         states = haproxy_states(lb)
         assert states[BROKEN] == "MAINT" and states[f"hd-{NAME}-west-app2"] == "UP", states
-    assert load.lbs == {vip_holder}, "the VIP stayed where it was"
+    assert {s.via for s in load.samples} == {vip_holder}, "the VIP stayed where it was"
     for lb in (f"hd-{NAME}-east-lb1", f"hd-{NAME}-east-lb2"):
         cfg = podman("exec", lb, "cat", "/etc/haproxy/haproxy.cfg").stdout
         assert "inter 1000ms" in cfg and "timeout server 10000ms" in cfg
@@ -411,8 +415,8 @@ def test_a_roll_stops_at_a_host_that_does_not_come_back(lab, measurements):
 def test_the_next_up_resumes_the_roll_host_by_host_serving_region_last(lab, measurements):
     podman("exec", BROKEN, "sh", "-c", f"rm -f {DROPIN} && systemctl daemon-reload")
     _, load, seconds = up_under_load(lab, "resumed-roll")
-    measurements["the roll resumed: requests, failed, up (s)"] = (
-        load.requests, len(load.failures), round(seconds, 1))
+    measurements["the roll resumed: requests, up (s)"] = (len(load.samples),
+                                                           round(seconds, 1))
     assert set(app_versions().values()) == {"1.1.0"}
     after = {h: app_started_at(h) for h in APPS}
     assert all(after[h] > lab.started[h] for h in APPS), "every app host restarted"
