@@ -178,3 +178,14 @@ def test_drill_refuses_bad_input_with_exit_codes(cli, tmp_path: Path):
     assert r.rc == 2 and "no deployment found" in r.err and "Traceback" not in r.err
     r = cli("drill", "lb", "--yes", "--timeout", "0")
     assert r.rc == 2 and "--timeout" in r.err
+
+
+def test_an_unwritable_report_directory_is_refused_before_any_fault(tmp_path: Path):
+    from hadeploy.commands.drill import _writable
+    from hadeploy.errors import HadeployError
+
+    _writable(tmp_path / "new" / "dir")
+    assert (tmp_path / "new" / "dir").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(HadeployError, match=r"cannot be created|not a writable directory"):
+        _writable(tmp_path / "file")

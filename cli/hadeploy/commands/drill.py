@@ -86,14 +86,16 @@ def drill(
                             hint="'hadeploy status' shows what is down; 'hadeploy up' "
                             "repairs it", code=ExitCode.REFUSED)
     victims, what, region = faults.choose(scenario, doc)
-    confirm(f"Drill '{scenario}' on '{dep.name}': {what.replace('killed', 'kill', 1)}, "
-            "under load?", yes)
+    confirm(f"Drill '{scenario}' on '{dep.name}' ({SCENARIOS[scenario]}: {', '.join(victims)})"
+            " under load?", yes)
     console = stderr_console(quiet=json_out)
+    directory = report_dir or state.path / "drills" / (
+        time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{scenario}")
+    _writable(directory)  # before any fault: a drill whose report is lost is wasted
     with state.lock("drill"):
+        state.audit("drill-start", scenario=scenario, victims=victims)
         report = _run(scenario, dep, runtime.topology(), faults, victims, what, region,
                       timeout, console)
-        directory = report_dir or state.path / "drills" / (
-            time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{scenario}")
         from hadeploy.drill import write_reports
 
         paths = write_reports(report, directory)
@@ -168,6 +170,21 @@ def _run(scenario: str, dep: Any, topo: Any, faults: Any, victims: list[str], wh
         lost_sample=[i for i, _ in lost[:20]], rpo_seconds=rpo, objectives=objectives,
         met=not problems, problems=problems, healed=healed, heal=heal,
         timeline=d.timeline(client.samples, start))
+
+
+def _writable(directory: Path) -> None:
+    import os
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HadeployError(f"--report {directory} cannot be created ({exc.strerror})",
+                            hint="pass --report naming a writable directory",
+                            code=ExitCode.BAD_INPUT) from None
+    if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+        raise HadeployError(f"--report {directory} is not a writable directory",
+                            hint="pass --report naming a writable directory",
+                            code=ExitCode.BAD_INPUT)
 
 
 def _readable(client: Any, item: str, attempts: int = 10) -> bool:
