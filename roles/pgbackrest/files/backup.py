@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -128,7 +129,10 @@ def backup(cfg: dict[str, Any], kind: str) -> dict[str, Any]:
                     proc.stderr or time.monotonic() > deadline:
                 break
             record["waited_for_lock"] = True
-            time.sleep(10)
+            # A random pause: every region's backup host starts at the same moment (the
+            # first backup of 'up', the same timer), and with several database hosts each
+            # may lock some of them and fail; fixed pauses kept them colliding forever.
+            time.sleep(random.uniform(3, 20))
         if proc.returncode != 0:
             text = (proc.stderr.strip() or proc.stdout.strip())[-1500:]
             record["error_code"] = proc.returncode
