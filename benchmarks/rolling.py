@@ -82,7 +82,7 @@ def measured(tag: str, action) -> dict:
     failed = [s for s in load.samples if not s.ok]
     return {"requests": len(load.samples), "failed": len(failed),
             "failures": [f"{s.method} {s.detail}" for s in failed[:5]],
-            "lost": len(missing([i for i, _ in load.acked], VIP)),
+            "lost": len(missing([i for i, *_ in load.acked], VIP)),
             "seconds": round(seconds, 1)}
 
 

@@ -1,15 +1,16 @@
-"""A client of a lab deployment's app, as the data-tier tests and benchmark use it: resolve
-the app's name at the lab's DNS server for every request (no cache), POST unique items and
-record every acknowledgement, then look the acknowledged ids up in a region."""
+"""A client of a lab deployment's app, as the data-tier tests and benchmark use it: the
+drills' client (``hadeploy.drill.Client``) resolving the app's name at the lab's DNS server
+for every request, POSTing unique items; then look the acknowledged ids up in a region."""
 
 from __future__ import annotations
 
 import http.client
 import itertools
 import json
-import threading
 import time
 from collections.abc import Callable
+
+from hadeploy.drill import Client
 
 
 def resolver(zone: str, server: str, record: str = "app") -> Callable[[], str | None]:
@@ -44,45 +45,26 @@ def request(host: str, method: str, path: str, body: dict | None = None,
         conn.close()
 
 
-class Writer:
-    """Writes unique items through the app's DNS name, ``gap`` seconds apart; records every
-    acknowledgement (id, time, region that answered)."""
+class Writer(Client):
+    """The drills' client writing only (no read-back), resolving the app's name for every
+    request (no cache), ``gap`` seconds apart; ``acked`` is (id, time, region that
+    answered)."""
 
     def __init__(self, tag: str, resolve: Callable[[], str | None], gap: float = 0.02,
                  timeout: float = 3.0) -> None:
-        self.tag, self.resolve, self.gap, self.timeout = tag, resolve, gap, timeout
-        self.acked: list[tuple[str, float, str | None]] = []
-        self.failed = 0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        for n in itertools.count(1):
-            if self._stop.is_set():
-                return
-            item = f"{self.tag}-{n}"
-            address = self.resolve()
-            try:
-                status, body = request(address, "POST", "/items", {"id": item},
-                                       self.timeout) if address \
-                    else (0, {"error": "no DNS answer"})
-            except (OSError, http.client.HTTPException) as exc:
-                status, body = 0, {"error": type(exc).__name__}
-            if status in (200, 201):
-                self.acked.append((item, time.time(), body.get("region")))
-            else:
-                self.failed += 1
-                self.errors.append(f"{status} {str(body)[:80]}")
-            self._stop.wait(self.gap)
+        super().__init__(tag, lambda: (resolve(), 0.0), gap=gap, timeout=timeout,
+                         read_back=False)
 
     def __enter__(self) -> Writer:
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self.stop()
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in list(self.samples) if not s.ok)
 
     @property
     def ids(self) -> list[str]:

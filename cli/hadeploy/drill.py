@@ -67,15 +67,17 @@ def dns_resolver(server: str, port: int, name: str, timeout: float = 0.5) -> Res
 
 
 class Client:
-    """Posts a new item, then reads it back, ``gap`` seconds apart, through the address the
-    DNS answer gives for as long as its TTL lasts."""
+    """Posts a new item, then reads it back (unless ``read_back`` is off), ``gap`` seconds
+    apart, through the address the DNS answer gives for as long as its TTL lasts."""
 
     def __init__(self, tag: str, resolve: Resolve, *, port: int = 80, gap: float = 0.05,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, read_back: bool = True) -> None:
         self.tag, self.resolve, self.port, self.gap, self.timeout = (
             tag, resolve, port, gap, timeout)
+        self.read_back = read_back
         self.samples: list[Sample] = []
-        self.acked: list[tuple[str, float]] = []  # (item id, when acknowledged)
+        # (item id, when acknowledged, the region the app said it was written in)
+        self.acked: list[tuple[str, float, str | None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="drill-client")
         self._address: str | None = None
@@ -88,25 +90,34 @@ class Client:
             self._expires = now + max(ttl, 0.0)
         return self._address
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> bool:
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None
+                ) -> dict[str, Any] | None:
+        """The answer's JSON body ({} when it is not JSON) when the status was 200/201;
+        None for any failure. Either way the request is kept as a sample."""
         address = self._where()
         if address is None:
             self.samples.append(Sample(time.time(), method, False, None, "no DNS answer"))
-            return False
+            return None
         conn = http.client.HTTPConnection(address, self.port, timeout=self.timeout)
         try:
             conn.request(method, path, json.dumps(body) if body is not None else None,
                          {"Content-Type": "application/json"})
             resp = conn.getresponse()
-            resp.read()
+            raw = resp.read()
             ok = resp.status in (200, 201)
             self.samples.append(Sample(time.time(), method, ok, address, str(resp.status),
                                        resp.getheader("X-HADeploy-LB")))
-            return ok
+            if not ok:
+                return None
+            try:
+                doc = json.loads(raw or b"{}")
+            except ValueError:
+                return {}
+            return doc if isinstance(doc, dict) else {}
         except (OSError, http.client.HTTPException) as exc:
             self.samples.append(Sample(time.time(), method, False, address,
                                        f"{type(exc).__name__}: {str(exc)[:80]}"))
-            return False
+            return None
         finally:
             conn.close()
 
@@ -115,10 +126,14 @@ class Client:
             if self._stop.is_set():
                 return
             item = f"{self.tag}-{n}"
-            if self.request("POST", "/items", {"id": item}):
-                self.acked.append((item, time.time()))
-                self._stop.wait(self.gap)
-                self.request("GET", f"/items/{item}")
+            answer = self.request("POST", "/items", {"id": item})
+            if answer is not None:
+                region = answer.get("region")
+                self.acked.append((item, time.time(),
+                                   region if isinstance(region, str) else None))
+                if self.read_back:
+                    self._stop.wait(self.gap)
+                    self.request("GET", f"/items/{item}")
             self._stop.wait(self.gap)
 
     def start(self) -> Client:
@@ -160,10 +175,10 @@ def analyze(samples: Sequence[Sample], fault_at: float, ended_at: float) -> Outa
                   good is not None and ended_at - last >= SETTLED)
 
 
-def lost_writes(acked: Sequence[tuple[str, float]], readable: Callable[[str], bool]
-                ) -> list[tuple[str, float]]:
-    """Acknowledged writes that cannot be read back."""
-    return [(item, at) for item, at in acked if not readable(item)]
+def lost_writes(acked: Sequence[tuple[str, float, str | None]],
+                readable: Callable[[str], bool]) -> list[tuple[str, float]]:
+    """Acknowledged writes (id, when, ...) that cannot be read back: (id, when)."""
+    return [(item, at) for item, at, *_ in acked if not readable(item)]
 
 
 def rpo_seconds(lost: Sequence[tuple[str, float]], fault_at: float) -> float:

@@ -432,15 +432,21 @@ class StateDir:
                              ) from None
         return record
 
-    def audit_records(self) -> Iterator[dict[str, Any]]:
-        """Every readable record, oldest first (a torn last line is skipped)."""
+    def audit_records(self, *, operation: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every readable record, oldest first (a torn last line is skipped); with
+        ``operation``, only that operation's records (lines that cannot be one are not
+        even parsed: the log grows with every run)."""
         text = read_text(self.path / "audit.jsonl", limit=1 << 30)
+        needle = json.dumps(operation) if operation is not None else None
         for line in (text or "").splitlines():
+            if needle is not None and needle not in line:
+                continue
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict):
+            if isinstance(record, dict) and (
+                    operation is None or record.get("operation") == operation):
                 yield record
 
     # -- forgetting -----------------------------------------------------------------

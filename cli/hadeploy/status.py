@@ -515,22 +515,13 @@ def _archiving_line(wal: dict[str, Any] | None, error: str | None) -> tuple[str,
 
 
 def _drills(state: Path) -> list[DrillStatus]:
-    """The last drill of each scenario, from the audit log (unreadable lines skipped)."""
-    import json
+    """The last drill of each scenario, from the audit log (unreadable records skipped)."""
+    from hadeploy.state import StateDir, StateError
 
-    from hadeploy.state import StateError, read_text
-
-    try:
-        text = read_text(state / "audit.jsonl", limit=1 << 30) or ""
-    except StateError:
-        return []  # status never fails on the audit log; the commands that write it do
     last: dict[str, DrillStatus] = {}
-    for line in text.splitlines():
-        if '"drill"' not in line:
-            continue
-        try:
-            record = json.loads(line)
-            if record.get("operation") == "drill":
+    try:
+        for record in StateDir(state).audit_records(operation="drill"):
+            try:
                 last[record["scenario"]] = DrillStatus(
                     scenario=record["scenario"], at=record["at"], met=bool(record["met"]),
                     rto_seconds=record.get("rto_seconds"),
@@ -539,8 +530,10 @@ def _drills(state: Path) -> list[DrillStatus]:
                     requests=int(record.get("requests") or 0),
                     lost_writes=int(record.get("lost_writes") or 0),
                     report=record.get("report"))
-        except (ValueError, KeyError, TypeError):
-            continue
+            except (ValueError, KeyError, TypeError):
+                continue
+    except StateError:
+        return []  # status never fails on the audit log; the commands that write it do
     return [last[k] for k in sorted(last)]
 
 

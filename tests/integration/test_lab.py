@@ -375,7 +375,7 @@ def up_under_load(lab: Lab, tag: str, rc: int = 0):
     assert len(load.samples) > 100, len(load.samples)
     failed = [s for s in load.samples if not s.ok]
     assert failed == [], failed[:10]
-    assert missing([item for item, _ in load.acked], EAST_VIP) == []
+    assert missing([item for item, *_ in load.acked], EAST_VIP) == []
     return r, load, seconds
 
 

@@ -144,7 +144,7 @@ def test_the_client_writes_reads_back_and_honours_the_ttl():
 
 def test_a_client_without_a_dns_answer_records_failures():
     client = drill.Client("t", lambda: (None, 0.0))
-    assert client.request("GET", "/") is False
+    assert client.request("GET", "/") is None
     assert client.samples[-1].detail == "no DNS answer"
 
 

@@ -108,6 +108,16 @@ def test_audit_records_have_one_timestamp_format(tmp_path: Path):
     assert stat.S_IMODE((state.path / "audit.jsonl").stat().st_mode) == 0o600
 
 
+def test_audit_records_of_one_operation_skip_others_that_mention_it(tmp_path: Path):
+    state = StateDir(tmp_path / "d")
+    state.audit("up", reason="drill")  # names the operation, is not one
+    state.audit("drill", scenario="lb")
+    with (state.path / "audit.jsonl").open("a") as f:
+        f.write('{"operation": "drill", "torn\n')
+    assert [r.get("scenario") for r in state.audit_records(operation="drill")] == ["lb"]
+    assert len(list(state.audit_records())) == 2
+
+
 def test_atomic_write_is_private_and_leaves_no_temporary_file(tmp_path: Path):
     path = tmp_path / "x" / "f.json"
     atomic_write(path, "one")

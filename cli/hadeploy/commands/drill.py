@@ -191,7 +191,7 @@ def _readable(client: Any, item: str, attempts: int = 10) -> bool:
     """The item can be read back through the app's name (a 5xx or a transport error is
     retried for a few seconds; a 404 is final)."""
     for _ in range(attempts):
-        if client.request("GET", f"/items/{item}"):
+        if client.request("GET", f"/items/{item}") is not None:
             return True
         if client.samples and client.samples[-1].detail == "404":
             return False
