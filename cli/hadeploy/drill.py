@@ -22,13 +22,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# scenario -> what it does (the lab implements every one listed here)
+# scenario -> what it does (the lab implements every one listed here), in the order
+# 'drill all' runs them: the ones that leave traffic where it is first; then 'region' moves
+# it away from the active region and 'operator' moves it on (back, with two regions).
 SCENARIOS: dict[str, str] = {
     "app-host": "kill one app host of the active region",
     "lb": "kill the load balancer holding the active region's virtual IP",
     "db-host": "kill the database leader of the active region",
     "dns": "restart the authoritative DNS server",
+    "upgrade": "restart every app host the way an upgrade does (rolling, drained one by one)",
+    "region": "kill every host of the active region; watch fails over",
+    "operator": "kill a failover between fencing and the DNS change, then run it again",
 }
+MOVES_TRAFFIC = frozenset({"region", "operator"})  # the app's name answers another region after
+ZERO_FAILURES = frozenset({"upgrade"})  # a planned change: not one request may fail
 # A client that saw this long a run of good answers after the last failure has recovered.
 SETTLED = 3.0
 
@@ -224,14 +231,78 @@ class Report:
     healed: bool
     heal: str  # what bringing the victims back did
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
+    # Where the RTO went: consecutive segments from the fault to the client's recovery
+    # (detection, decision, the failover's own phases, client convergence), seconds.
+    rto_split: dict[str, float] = field(default_factory=dict)
+    serving: str | None = None  # the region the app's name answers after the drill
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def judge(outage: Outage, rpo: float, objectives: dict[str, float]) -> list[str]:
+def audit_marks(records: Sequence[dict[str, Any]], since: float) -> list[tuple[float, str]]:
+    """Events a recovery is made of, from the audit records written after ``since``
+    (POSIX time): watch's verdict and decision, and every phase of each failover that
+    completed (its record holds each phase's duration, in the order they ran)."""
+    from hadeploy.state import parse_time
+
+    marks: list[tuple[float, str]] = []
+    for rec in records:
+        try:
+            at = parse_time(str(rec.get("at")))
+        except ValueError:
+            continue
+        if at < since:
+            continue
+        if rec.get("operation") == "watch" and rec.get("state") == "down":
+            marks.append((at, f"detected: {rec.get('region')} down"))
+        elif rec.get("operation") == "watch" and rec.get("action") == "failover":
+            marks.append((at, f"decided: fail over to {rec.get('to')}"))
+        elif rec.get("operation") in ("failover", "failback") and rec.get("result") == "done" \
+                and isinstance(rec.get("phases"), dict):
+            phases = {k: float(v) for k, v in rec["phases"].items()
+                      if isinstance(v, int | float)}
+            t = at - phases.pop("total", sum(phases.values()))
+            for name, seconds in phases.items():
+                t += seconds
+                marks.append((t, f"failover: {name}"))
+            marks.append((at, f"{rec['operation']} to {rec.get('to')} done"))
+    return sorted(marks)
+
+
+def rto_split(fault_at: float, recovered_at: float | None, marks: Sequence[tuple[float, str]]
+              ) -> dict[str, float]:
+    """The client-observed RTO as consecutive segments: each ends at a mark between the
+    fault and the client's recovery, named after what ended it (the last: the client's
+    convergence, i.e. the DNS TTL and its retries). Empty when the client never failed."""
+    if recovered_at is None:
+        return {}
+    names = {"detected": "detection", "decided": "decision"}
+    split: dict[str, float] = {}
+    last = fault_at
+    for at, label in sorted(marks):
+        if not fault_at <= at <= recovered_at:
+            continue
+        kind, _, rest = label.partition(": ")
+        if kind == "failover":
+            name = rest
+        elif label.endswith(" done"):  # a failover's time outside its named phases
+            name = "failover, other"
+        else:
+            name = names.get(kind, label)
+        split[name] = round(split.get(name, 0.0) + at - last, 3)
+        last = at
+    split["client convergence"] = round(recovered_at - last, 3)
+    return split
+
+
+def judge(outage: Outage, rpo: float, objectives: dict[str, float],
+          scenario: str | None = None) -> list[str]:
     """Why the drill did not meet the deployment's objectives (empty: it did)."""
     problems = []
+    if scenario in ZERO_FAILURES and outage.failed:
+        problems.append(f"{outage.failed} request(s) failed: a {scenario} is a planned "
+                        "change and must not fail any")
     if outage.rto_seconds is None or not outage.settled:
         problems.append("the client did not recover (no run of good answers after the "
                         "last failure)")
@@ -264,11 +335,16 @@ def render_markdown(report: Report) -> str:
         f"- acknowledged writes: {r.acked_writes}, lost: {r.lost_writes} (RPO "
         f"{r.rpo_seconds:.2f} s)" + (f": {', '.join(r.lost_sample)}" if r.lost_sample else ""),
         f"- healed: {'yes' if r.healed else 'NO'} ({r.heal})",
+        *([f"- traffic is now served by **{r.serving}**"] if r.serving else []),
         "",
         "| phase | seconds after the start |",
         "|---|---:|",
         *[f"| {name} | {at:.2f} |" for name, at in r.phases.items()],
     ]
+    if r.rto_split:
+        lines += ["", "Where the recovery time went:", "",
+                  "| segment | seconds |", "|---|---:|",
+                  *[f"| {name} | {sec:.2f} |" for name, sec in r.rto_split.items()]]
     if r.problems:
         lines += ["", "Problems:", *[f"- {p}" for p in r.problems]]
     return "\n".join(lines) + "\n"

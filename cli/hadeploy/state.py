@@ -475,6 +475,23 @@ class StateDir:
         if not self.locked:
             raise RuntimeError("state change outside the deployment lock")  # a bug, not input
 
+    def lock_holder(self, name: str) -> str | None:
+        """Who holds lock ``name`` right now (another process), or None when it is free."""
+        path = self.path / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None  # never taken, or unreadable: nobody can be holding it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _read_holder(path)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def lock(self, operation: str, *, name: str = "lock",
              holder_hint: str = "wait for that run to finish; a lock is released "

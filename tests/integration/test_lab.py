@@ -427,6 +427,17 @@ def test_the_next_up_resumes_the_roll_host_by_host_serving_region_last(lab, meas
         assert set(haproxy_states(lb).values()) == {"UP"}
 
 
+def test_drill_upgrade_rolls_every_app_host_without_a_failed_request(lab, measurements):
+    """'hadeploy drill upgrade': every app host restarted the way a new version restarts
+    it (the rolling play, drained one at a time), under the drill's DNS-honouring client."""
+    before = {h: app_started_at(h) for h in APPS}
+    doc = drill(lab, measurements, "upgrade")
+    assert doc["failed"] == 0 and sorted(doc["victims"]) == sorted(APPS), doc
+    assert "roll done" in doc["phases"], doc["phases"]
+    after = {h: app_started_at(h) for h in APPS}
+    assert all(after[h] > before[h] for h in APPS), "every app host restarted"
+
+
 def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
     """A warm and a cold region join: the plan names them, the probers of the other regions
     (which now probe them too), the firewall rules between subnets and the other regions'

@@ -189,3 +189,118 @@ def test_an_unwritable_report_directory_is_refused_before_any_fault(tmp_path: Pa
     (tmp_path / "file").write_text("x")
     with pytest.raises(HadeployError, match=r"cannot be created|not a writable directory"):
         _writable(tmp_path / "file")
+
+
+def _at(seconds: float) -> str:
+    import datetime as dt
+
+    from hadeploy.state import format_time
+
+    return format_time(dt.datetime.fromtimestamp(seconds, dt.UTC))
+
+
+def test_the_rto_is_split_into_detection_decision_failover_phases_and_convergence():
+    fault = 1_800_000_000.0
+    records = [
+        {"operation": "watch", "at": _at(fault - 50), "state": "down", "region": "old"},
+        {"operation": "watch", "at": _at(fault + 3.0), "decision": "region east is down by "
+         "quorum", "state": "down", "region": "east"},
+        {"operation": "watch", "at": _at(fault + 3.1), "action": "failover", "to": "west"},
+        {"operation": "failover", "at": _at(fault + 3.6), "result": "done", "to": "west",
+         "phases": {"plan": 0.05, "fence": 0.2, "dns": 0.1, "verify": 0.1, "total": 0.5}},
+        {"operation": "failover", "at": _at(fault + 9.0), "result": "refused", "phases": {}},
+    ]
+    marks = drill.audit_marks(records, since=fault)
+    assert [label for _, label in marks] == [
+        "detected: east down", "decided: fail over to west", "failover: plan",
+        "failover: fence", "failover: dns", "failover: verify", "failover to west done"]
+    split = drill.rto_split(fault, fault + 5.6, marks)
+    assert split == pytest.approx({"detection": 3.0, "decision": 0.1, "plan": 0.05,
+                                   "fence": 0.2, "dns": 0.1, "verify": 0.1,
+                                   "failover, other": 0.05, "client convergence": 2.0},
+                                  abs=0.002)
+    assert sum(split.values()) == pytest.approx(5.6, abs=0.01)  # nothing missing
+    assert drill.rto_split(fault, None, marks) == {}
+
+
+def test_a_planned_change_fails_its_drill_on_any_failed_request():
+    spec = "+" * 10 + "-" + "+" * 40
+    out = drill.analyze(samples(spec), fault_at=101.0, ended_at=106.0)
+    assert drill.judge(out, 0.0, {"rto": 30, "rpo": 0}) == []
+    problems = drill.judge(out, 0.0, {"rto": 30, "rpo": 0}, "upgrade")
+    assert problems and "must not fail any" in problems[0]
+
+
+def test_the_report_shows_where_the_recovery_time_went(tmp_path: Path):
+    report = drill.Report(
+        scenario="region", deployment="demo", target="lab", started_at="t", fault="f",
+        victims=["a"], region="east", phases={"fault": 2.0}, requests=10, failed=3,
+        failed_by_method={"GET": 3}, failed_before_fault=0, rto_seconds=5.6, settled=True,
+        acked_writes=4, lost_writes=0, lost_sample=[], rpo_seconds=0.0,
+        objectives={"rto": 30, "rpo": 0}, met=True, problems=[], healed=True, heal="ok",
+        timeline=[(0.0, 1, 0), (2.1, 0, 1)], rto_split={"detection": 3.0,
+                                                         "client convergence": 2.6},
+        serving="west")
+    text = drill.render_markdown(report)
+    assert "| detection | 3.00 |" in text and "served by **west**" in text
+    paths = drill.write_reports(report, tmp_path / "r")
+    assert json.loads(Path(paths["json"]).read_text())["rto_split"]["detection"] == 3.0
+
+
+def test_drill_all_runs_what_the_deployment_has():
+    from hadeploy.commands.drill import plan_all
+    from hadeploy.config import from_regions, parse_region_list
+
+    two = from_regions(parse_region_list("east,west"), name="d")
+    assert plan_all(two) == list(drill.SCENARIOS)
+    one = from_regions(parse_region_list("east"), name="d")
+    stateless = one.model_copy(update={"data": one.data.model_copy(update={"enabled": False})})
+    assert plan_all(stateless) == ["app-host", "lb", "dns", "upgrade"]
+
+
+def test_drill_schedule_prints_units_that_run_the_chosen_drills(cli, tmp_path: Path):
+    cfg = tmp_path / "hadeploy.yaml"
+    cfg.write_text("name: sched\nregions:\n"
+                   "  - {name: east, role: primary, lab_subnet: 10.71.1.0/24}\n"
+                   "  - {name: west, role: secondary, lab_subnet: 10.71.2.0/24}\n")
+    r = cli("drill", "schedule", "--config", str(cfg))
+    assert r.rc == 0, r.err
+    assert "OnCalendar=Wed *-*-* 10:00:00" in r.out and "Type=oneshot" in r.out
+    runs = [line for line in r.out.splitlines() if line.startswith("ExecStart=")]
+    assert [line.split(" drill ")[1].split()[0] for line in runs] == [
+        "app-host", "lb", "db-host", "dns", "upgrade"]  # not the ones that move traffic
+    assert all(f"--config {cfg}" in line and "--yes" in line for line in runs)
+    r = cli("drill", "schedule", "region", "--cron", "0 10 * * 3", "--config", str(cfg))
+    assert r.rc == 0 and r.out.count("\n0 10 * * 3 root cd ") == 1, r.out
+    assert "drill region --yes" in r.out and "move traffic" in r.out
+    for bad in (["--cron", "every day"], ["--on-calendar", "tomorrow; rm -rf /"],
+                ["meteor"]):
+        r = cli("drill", "schedule", *bad, "--config", str(cfg))
+        assert r.rc == 2 and "Traceback" not in r.err, (bad, r.err)
+    r = cli("drill", "lb", "extra", "--config", str(cfg))
+    assert r.rc == 2 and "unexpected argument" in r.err
+
+
+def test_the_drills_watch_defers_to_a_running_one(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from hadeploy.state import StateDir
+
+    state = StateDir(tmp_path / "d")
+    assert state.lock_holder("watch.lock") is None  # never taken
+    with state.lock("watch", name="watch.lock"):
+        pass
+    assert state.lock_holder("watch.lock") is None  # taken and released
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from hadeploy.state import StateDir; s = StateDir(Path(sys.argv[1])); "
+         "cm = s.lock('watch', name='watch.lock'); cm.__enter__(); print('held', flush=True); "
+         "time.sleep(30)", str(state.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert "'watch' run by" in (state.lock_holder("watch.lock") or "")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert state.lock_holder("watch.lock") is None
