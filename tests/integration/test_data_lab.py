@@ -38,7 +38,7 @@ dns: {{zone: {ZONE}, record: app, ttl: 1}}
 regions:
   - {{name: east, role: primary, hosts: 1, lab_subnet: 10.86.1.0/24}}
   - {{name: west, role: secondary, hosts: 1, lab_subnet: 10.86.2.0/24}}
-data: {{hosts: 3, rpo_budget: 5, backup: {{enabled: false}}}}  # see test_backup_lab.py
+data: {{hosts: 3, rpo_budget: 5}}  # backups on, as by default (more in test_backup_lab.py)
 failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 1,
            hold_down: 5, min_interval: 0}}
 lab: {{control_subnet: 10.86.0.0/24}}
@@ -57,6 +57,10 @@ class Ctx(failover_lab.Ctx):
         from hadeploy.dbsecrets import load_passwords
 
         return load_passwords(self.state / NAME)["restapi"]
+
+    def region(self, name: str) -> dict:
+        r = self.cli("status", "--json")
+        return next(reg for reg in json.loads(r.out)["regions"] if reg["name"] == name)
 
     def data(self) -> dict[str, dict]:
         r = self.cli("status", "--json")
@@ -87,7 +91,7 @@ def lab(tmp_path_factory) -> Ctx:
     assert NAME not in deployments_present()
 
 
-STATELESS = CONFIG.replace("data: {hosts: 3, rpo_budget: 5, backup: {enabled: false}}",
+STATELESS = CONFIG.replace("data: {hosts: 3, rpo_budget: 5}",
                            "data: {enabled: false}")
 
 
@@ -127,6 +131,12 @@ def test_up_adds_the_database_tier_and_imports_the_items_of_every_region(lab, me
     assert data["east"]["role"] == "primary" and data["west"]["role"] == "standby"
     assert sum(m["role"] == "replica" for m in data["east"]["members"]) == 2
     assert data["west"]["lag_bytes"] is not None
+    # Both regions' backup hosts took and proved their first backup: with three database
+    # hosts per region they must not keep locking each other out (pgBackRest locks the
+    # stanza host by host).
+    for region in ("east", "west"):
+        backup = lab.region(region)["backup"]
+        assert backup["last_backup_label"] and backup["last_verify_ok"] is True, backup
 
 
 def test_items_written_in_east_are_read_in_west_and_west_refuses_writes(lab):
@@ -254,6 +264,30 @@ def test_the_old_primary_comes_back_fenced_and_rejoins_with_a_salvage_copy(lab):
     assert lab.data()["east"]["role"] == "primary"
     status, _ = request(VIP["east"], "POST", "/items", {"id": "after-everything"})
     assert status == 201
+
+
+def test_backups_keep_working_after_a_crash_failover_and_a_failback(lab, measurements):
+    """Two new timelines later (west promoted by watch, east promoted again by failback),
+    the primary archives to the same stanza, nothing is refused as a split brain, and an
+    incremental backup of it is good."""
+    leader = lab.data()["east"]["leader"]
+    psql(leader, "SELECT pg_switch_wal()")  # the segment holding 'after-everything'
+    deadline = time.time() + 60
+    while True:
+        wal = lab.data()["east"]["archiving"]
+        if wal and not wal["failing"] and wal["archived"] > 0 and wal["waiting"] == 0:
+            break
+        assert time.time() < deadline, wal
+        time.sleep(1)
+    assert wal["split_brain"] is False and wal["in_recovery"] is False, wal
+    start = time.monotonic()
+    r = lab.cli("backup", "run", "--type", "incr", "--region", "east", "--json")
+    measurements["incremental backup after the failovers, 3 database hosts (s)"] = round(
+        time.monotonic() - start, 1)
+    assert r.rc == 0, r.err[-2000:] + r.out[-2000:]
+    backup = lab.region("east")["backup"]
+    assert backup["last_backup_label"].endswith("I") and backup["problems"] == [], backup
+    assert json.loads(lab.cli("status", "--json").out)["degraded"] is False
 
 
 def psql(host: str, sql: str) -> str:
