@@ -92,6 +92,38 @@ else
   log "python dependencies present"
 fi
 
+# promtool (tests: 'promtool check rules' / 'test rules' on cli/hadeploy/monitoring/alerts.yml).
+# Debian ships it only inside the 'prometheus' package, whose install would start a
+# Prometheus server on this machine (a systemd service scraping :9090, a 'prometheus'
+# user, a TSDB in /var/lib). So the package is downloaded, not installed, and only its
+# promtool binary (a static Go program, libc only) is extracted into the virtualenv.
+PROMTOOL_CACHE=${HADEPLOY_CACHE:-/var/cache/hadeploy}/promtool
+if [ ! -x "$VENV/bin/promtool" ]; then
+  log "promtool: extracting it from Debian's prometheus package into $VENV/bin (not installing it)"
+  mkdir -p "$PROMTOOL_CACHE"
+  deb=$(ls "$PROMTOOL_CACHE"/prometheus_*.deb 2>/dev/null | head -n 1 || true)
+  if [ -z "$deb" ]; then
+    # No package lists yet (a fresh machine whose packages were all present): update once.
+    if ! apt-cache show prometheus >/dev/null 2>&1; then
+      apt-get update -qq >/dev/null 2>&1 || { log "apt-get update failed"; exit 1; }
+    fi
+    # The sandbox user _apt cannot write into a root-owned cache: download as root.
+    if ! out=$(cd "$PROMTOOL_CACHE" && apt-get download -qq -o APT::Sandbox::User=root \
+               prometheus 2>&1); then
+      printf '%s\n' "$out" >&2
+      log "apt-get download prometheus failed: see above"
+      exit 1
+    fi
+    deb=$(ls "$PROMTOOL_CACHE"/prometheus_*.deb | head -n 1)
+  fi
+  tmp=$(mktemp -d)
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/bin/promtool
+  install -m 0755 "$tmp/usr/bin/promtool" "$VENV/bin/promtool"
+  rm -rf "$tmp"
+else
+  log "promtool present ($("$VENV/bin/promtool" --version 2>&1 | head -n 1))"
+fi
+
 # The lab hosts' own packages (systemd, openssh-server, haproxy, keepalived, PostgreSQL 15,
 # Patroni, etcd, python3-psycopg2, pgBackRest, restic, ...) are installed into the image by
 # debootstrap from Debian's mirror: cli/hadeploy/targets/lab/image.py lists them (PACKAGES).
