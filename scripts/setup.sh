@@ -103,13 +103,12 @@ if [ ! -x "$VENV/bin/promtool" ]; then
   mkdir -p "$PROMTOOL_CACHE"
   deb=$(ls "$PROMTOOL_CACHE"/prometheus_*.deb 2>/dev/null | head -n 1 || true)
   if [ -z "$deb" ]; then
-    # No package lists yet (a fresh machine whose packages were all present): update once.
-    if ! apt-cache show prometheus >/dev/null 2>&1; then
-      apt-get update -qq >/dev/null 2>&1 || { log "apt-get update failed"; exit 1; }
-    fi
-    # The sandbox user _apt cannot write into a root-owned cache: download as root.
-    if ! out=$(cd "$PROMTOOL_CACHE" && apt-get download -qq -o APT::Sandbox::User=root \
-               prometheus 2>&1); then
+    # The sandbox user _apt cannot write into a root-owned cache: download as root. Without
+    # package lists (a fresh machine whose packages were all present) or with stale ones
+    # (the mirror moved to a newer build), update them once and try again.
+    fetch() { (cd "$PROMTOOL_CACHE" && apt-get download -qq -o APT::Sandbox::User=root \
+                 prometheus 2>&1); }
+    if ! fetch >/dev/null && ! out=$(apt-get update -qq 2>&1 && fetch); then
       printf '%s\n' "$out" >&2
       log "apt-get download prometheus failed: see above"
       exit 1
