@@ -20,7 +20,7 @@ from hadeploy.config import Deployment, Standby
 from hadeploy.data import DataState, settle_region
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.history import DataRow, History, ProbeRow, history_path
-from hadeploy.quorum import Assessment, HoldDown, LocalVantage, assess
+from hadeploy.quorum import Assessment, HoldDown, LocalVantage, Vote, assess
 from hadeploy.state import StateDir, parse_time
 from hadeploy.targets import DataOps, Runtime
 from hadeploy.topology import Topology
@@ -34,6 +34,35 @@ class WatchStats:
     rounds: int = 0
     failovers: list[dict[str, Any]] = field(default_factory=list)
     decisions: int = 0
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What one round saw, for an observer (``watch --metrics``)."""
+
+    at: float
+    topology: Topology
+    votes: list[Vote]
+    verdicts: dict[str, Assessment]
+    data: dict[str, DataState]
+    active: str | None  # the region DNS names (None: none, several, or unreadable)
+    dns_error: str | None  # the DNS answer could not be read
+    last_failover: float  # unix time of the last failover/failback (0: none known)
+
+
+class WatchObserver:
+    """Told what the watcher sees and does; the default observes nothing. ``cause`` of a
+    failover: 'active_down' or 'auto_failback'; ``reason`` of a refusal: 'min_interval' or
+    'no_healthy_region' (once per episode, like the audit log's decisions)."""
+
+    def round(self, view: RoundView) -> None:
+        return None
+
+    def failover(self, to: str, cause: str, error: HadeployError | None) -> None:
+        return None
+
+    def refused(self, reason: str) -> None:
+        return None
 
 
 def last_failover_at(state: StateDir) -> float:
@@ -50,8 +79,10 @@ def last_failover_at(state: StateDir) -> float:
 
 class Watcher:
     def __init__(self, dep: Deployment, state: StateDir, runtime: Runtime,
-                 fail_over: FailOver, log: Log) -> None:
+                 fail_over: FailOver, log: Log, observer: WatchObserver | None = None
+                 ) -> None:
         self.dep, self.state, self.runtime, self.log = dep, state, runtime, log
+        self.observer = observer or WatchObserver()
         self.policy = dep.failover
         self.do_failover = fail_over
         self.local = LocalVantage()
@@ -101,14 +132,21 @@ class Watcher:
             self.to_refence |= {name for name, a in verdicts.items() if not a.down}
         self._enforce_fences(topo, unsettled(topo, states))
         self.stats.rounds += 1
+
+        def seen(active: str | None, dns_error: str | None) -> None:
+            self.observer.round(RoundView(now, topo, votes, verdicts, states, active,
+                                          dns_error, self.last_failover))
+
         try:
             active = self.read_active(topo)
         except HadeployError as exc:
+            seen(None, exc.message)
             if "dns" not in self.episode_noted:
                 self.episode_noted.add("dns")
                 self.decide(f"cannot read the DNS answer: {exc.message}")
             return
         self.episode_noted.discard("dns")
+        seen(active, None)
         if active is None:
             return
         if verdicts[active].down:
@@ -118,7 +156,7 @@ class Watcher:
               and now - self.last_failover >= self.policy.min_interval):
             self._fail_over(self.dep.primary.name,
                             f"watch: auto failback, {self.dep.primary.name} healthy for "
-                            f"{self.policy.hold_down:.0f} s")
+                            f"{self.policy.hold_down:.0f} s", cause="auto_failback")
 
     def _enforce_fences(self, topo: Topology, unsettled_data: list[str]) -> None:
         """A region fenced while it was unreachable comes back with its own (unfenced)
@@ -170,6 +208,7 @@ class Watcher:
                 self.decide(f"{active} is down but the last failover was less than "
                             f"{self.policy.min_interval:.0f} s ago: holding for {wait:.0f} s",
                             region=active, action="hold")
+                self.observer.refused("min_interval")
             return
         order = {Standby.HOT: 0, Standby.WARM: 1, Standby.COLD: 2}
         candidates = sorted(
@@ -186,21 +225,24 @@ class Watcher:
                 self.episode_noted.add(active)
                 self.decide(f"{active} is down and no other region is healthy: DNS left as "
                             "it is", region=active, action="none")
+                self.observer.refused("no_healthy_region")
             return
         target = candidates[0].name
         self._fail_over(target, f"watch: {active} down by quorum "
                         f"({verdicts[active].down_votes}/{verdicts[active].responding} "
                         f"vantage points)")
 
-    def _fail_over(self, target: str, reason: str) -> None:
+    def _fail_over(self, target: str, reason: str, cause: str = "active_down") -> None:
         self.decide(f"failing over to {target}: {reason}", action="failover", to=target)
         try:
             out = self.do_failover(target, reason)
         except HadeployError as exc:
             self.decide(f"failover to {target} did not happen: {exc.message}",
                         action="failover-failed", to=target)
+            self.observer.failover(target, cause, exc)
             return
         self.last_failover = time.time()
+        self.observer.failover(target, cause, None)
         self.stats.failovers.append(out.to_dict() if hasattr(out, "to_dict") else {})
 
     def run(self, stop: threading.Event, max_seconds: float | None = None) -> WatchStats:
