@@ -1,7 +1,8 @@
 """Region failover on the real lab: watch, quorum probes, fencing, TSIG updates to knotd.
 
 Deployment "hdfo" (subnets 10.94.x): east (primary, hot), west (hot), north (cold: its
-app host is configured, then stopped). Tests run in file order on one deployment.
+app host is configured, then stopped). Tests run in file order on one deployment. The
+region-down test also scrapes the watch's Prometheus metrics (--metrics, on loopback).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -60,8 +64,8 @@ class Ctx:
         path = self.state / self.name / "audit.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()]
 
-    def watch(self, seconds: float) -> subprocess.Popen[str]:
-        return subprocess.Popen([*HADEPLOY, "watch", "--max-seconds", str(seconds)],
+    def watch(self, seconds: float, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([*HADEPLOY, "watch", "--max-seconds", str(seconds), *extra],
                                 cwd=self.work, env={**os.environ, **self.env},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -160,11 +164,71 @@ class ResolvingClient:
             time.sleep(0.05)
 
 
+class Metrics:
+    """One scrape of a watch's /metrics, parsed (the deployment label checked, dropped)."""
+
+    def __init__(self, text: str) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        self.text = text
+        self.values: dict[tuple[str, frozenset], float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = dict(s.labels)
+                if s.name.startswith("hadeploy_"):
+                    assert labels.pop("deployment") == NAME, s
+                self.values[(s.name, frozenset(labels.items()))] = s.value
+
+    def get(self, name: str, **labels: str) -> float | None:
+        return self.values.get((name, frozenset(labels.items())))
+
+    def named(self, name: str) -> dict[frozenset, float]:
+        return {labels: v for (n, labels), v in self.values.items() if n == name}
+
+
+def scrape_until(port: int, ready, seconds: float = 30) -> Metrics:
+    """Scrape until ``ready(metrics)`` (or the deadline: the caller asserts on the last)."""
+    deadline, last = time.monotonic() + seconds, Metrics("")
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                last = Metrics(r.read().decode())
+        except (urllib.error.URLError, ConnectionError):
+            pass  # not listening yet
+        if ready(last):
+            break
+        time.sleep(0.3)
+    return last
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_region_down_watch_fails_over_and_clients_follow(fo, measurements):
-    watch = fo.watch(40)
+    port = free_port()
+    watch = fo.watch(40, "--metrics", f"127.0.0.1:{port}")
     client = ResolvingClient()
     client.thread.start()
     time.sleep(3)
+    before = scrape_until(port, lambda m: m.get("hadeploy_status_healthy") is not None
+                          and m.get("hadeploy_probe_up", region="east",
+                                    vantage="probe@west") is not None)
+    (fo.work / "metrics-before.txt").write_text(before.text)
+    assert before.get("hadeploy_active_region", region="east") == 1, before.text
+    assert before.get("hadeploy_active_region", region="west") == 0
+    assert before.get("hadeploy_region_up", region="east") == 1
+    assert before.get("hadeploy_region_up", region="west") == 1
+    assert before.get("hadeploy_probe_up", region="east", vantage="cli") == 1
+    assert before.get("hadeploy_probe_up", region="east", vantage="probe@west") == 1
+    assert before.get("hadeploy_probe_up", region="west", vantage="probe@east") == 1
+    assert before.get("hadeploy_region_serving_expected", region="north") == 0
+    assert before.get("hadeploy_region_fenced", region="east") == 0
+    assert before.get("hadeploy_status_healthy") == 1
+    assert before.get("hadeploy_probe_latency_seconds_count", region="east", vantage="cli") > 0
+    assert sum(before.named("hadeploy_failovers_total").values()) == 0
     east = podman("ps", "-q", "--filter", "label=io.hadeploy.region=east",
                   "--filter", f"label=io.hadeploy.deployment={NAME}").stdout.split()
     killed_at = time.monotonic()
@@ -177,10 +241,26 @@ def test_region_down_watch_fails_over_and_clients_follow(fo, measurements):
         time.sleep(0.2)
     client.stop.set()
     client.thread.join(5)
+    after = scrape_until(port, lambda m: m.get("hadeploy_active_region", region="west") == 1)
+    (fo.work / "metrics-after.txt").write_text(after.text)
     watch.send_signal(signal.SIGTERM)
     _out, err = watch.communicate(timeout=30)
     assert watch.returncode == 0, f"watch must exit cleanly on SIGTERM:\n{err}"
+    assert f"watch: metrics on http://127.0.0.1:{port}/metrics" in err
     assert answer() == [VIP["west"]]
+    assert after.get("hadeploy_failovers_total", to="west", cause="active_down") == 1, \
+        after.text
+    assert sum(after.named("hadeploy_failovers_total").values()) == 1
+    assert after.get("hadeploy_active_region", region="west") == 1
+    assert after.get("hadeploy_active_region", region="east") == 0
+    assert after.get("hadeploy_region_up", region="east") == 0
+    assert after.get("hadeploy_region_fenced", region="east") == 1
+    assert after.get("hadeploy_probe_up", region="east", vantage="cli") == 0
+    assert after.get("hadeploy_probe_up", region="west", vantage="probe@east") is None, \
+        "east's prober is gone with its region: it has no vote, hence no value"
+    assert after.get("hadeploy_last_failover_timestamp_seconds") > 0
+    assert sum(after.named("hadeploy_failover_refusals_total").values()) == 0
+    measurements["watch metrics: series in one scrape"] = len(after.values)
     after = [(t - killed_at, r) for t, r in client.log if t > killed_at]
     first_west = next(t for t, r in after if r == "west")
     failed = sum(1 for t, r in after if r is None and t <= first_west)
