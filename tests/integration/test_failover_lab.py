@@ -277,6 +277,19 @@ def test_region_down_watch_fails_over_and_clients_follow(fo, measurements):
     assert hist["east"]["failures"] >= 3 and hist["east"]["vantages"] >= 2
 
 
+def test_report_shows_the_outage_and_the_failover(fo):
+    png = fo.work / "availability.png"
+    doc = fo.json("report", "--since", "1h", "--png", str(png))
+    east = next(r for r in doc["regions"] if r["name"] == "east")
+    west = next(r for r in doc["regions"] if r["name"] == "west")
+    assert [i["ended"] for i in east["incidents"]] == ["watch stopped"], east
+    assert 0 < east["downtime_seconds"] < east["observed_seconds"], east
+    assert 0 < east["availability"] < 1 and west["availability"] == 1, doc["regions"]
+    assert east["probes"]["cli"]["ok"] < east["probes"]["cli"]["probes"]
+    assert [(f["from"], f["to"]) for f in doc["failovers"]] == [("east", "west")]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def sqlite_rows(path: Path) -> dict[str, dict[str, int]]:
     import sqlite3
 
