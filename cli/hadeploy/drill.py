@@ -274,8 +274,10 @@ def rto_split(fault_at: float, recovered_at: float | None, marks: Sequence[tuple
               ) -> dict[str, float]:
     """The client-observed RTO as consecutive segments: each ends at a mark between the
     fault and the client's recovery, named after what ended it (the last: the client's
-    convergence, i.e. the DNS TTL and its retries). Empty when the client never failed."""
-    if recovered_at is None:
+    convergence, i.e. the DNS TTL and its retries). Empty when the client never failed, or
+    when nothing the deployment recorded happened in between (a recovery inside a region:
+    haproxy, keepalived, Patroni do not write to the audit log)."""
+    if recovered_at is None or not any(fault_at <= at <= recovered_at for at, _ in marks):
         return {}
     names = {"detected": "detection", "decided": "decision"}
     split: dict[str, float] = {}

@@ -221,6 +221,7 @@ def test_the_rto_is_split_into_detection_decision_failover_phases_and_convergenc
                                   abs=0.002)
     assert sum(split.values()) == pytest.approx(5.6, abs=0.01)  # nothing missing
     assert drill.rto_split(fault, None, marks) == {}
+    assert drill.rto_split(fault + 60, fault + 65, marks) == {}  # nothing recorded
 
 
 def test_a_planned_change_fails_its_drill_on_any_failed_request():
