@@ -121,17 +121,22 @@ def drill(
                     scenario == "all" else f"Drill '{scenario}' on '{dep.name}' "
                     f"({SCENARIOS[scenario]}: {', '.join(first.victims)}) under load?")
         confirm(question, yes)
-        reports, docs = [], []
+        reports, docs, stopped = [], [], ""
         for n, name in enumerate(names):
-            chosen = first if n == 0 else drill_one.prepare(name)
+            try:
+                chosen = first if n == 0 else drill_one.prepare(name)
+            except HadeployError as exc:  # 'all': say which drills ran before stopping
+                stopped = f"drill all stopped before {name}: {exc.message}"
+                break
             directory = base / name if scenario == "all" else base
             report, paths = drill_one.run(chosen, directory)
             reports.append(report)
             docs.append({**report.to_dict(), "reports": paths})
-            if not report.healed:
-                break  # the next scenario would refuse an unhealthy deployment anyway
-    _print(scenario, reports, docs, json_out)
-    if not all(r.met for r in reports) or len(reports) < len(names):
+            if not report.healed and n + 1 < len(names):
+                stopped = f"drill all stopped after {name}: its victims did not come back"
+                break
+    _print(scenario, reports, docs, json_out, stopped)
+    if not all(r.met for r in reports) or stopped:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
@@ -148,13 +153,13 @@ def plan_all(dep: Any) -> list[str]:
 
 
 def _print(scenario: str, reports: list[Any], docs: list[dict[str, Any]],
-           json_out: bool) -> None:
+           json_out: bool, stopped: str) -> None:
     from hadeploy.drill import render_markdown
 
     if json_out:
         typer.echo(json.dumps(docs[0] if scenario != "all" else
-                              {"met": all(r.met for r in reports) and bool(reports),
-                               "drills": docs}, indent=2))
+                              {"met": all(r.met for r in reports) and not stopped,
+                               "stopped": stopped or None, "drills": docs}, indent=2))
         return
     for report, doc in zip(reports, docs, strict=True):
         typer.echo(render_markdown(report))
@@ -164,6 +169,8 @@ def _print(scenario: str, reports: list[Any], docs: list[dict[str, Any]],
             rto = "never" if r.rto_seconds is None else f"{r.rto_seconds:.2f} s"
             typer.echo(f"{r.scenario:9} {'met' if r.met else 'NOT MET':8} RTO {rto:>8}, "
                        f"{r.failed} failed, {r.lost_writes} lost")
+        if stopped:
+            typer.echo(stopped)
 
 
 @dataclass
@@ -210,6 +217,17 @@ class Drill:
         if scenario == "db-host" and not self.dep.data.enabled:
             raise HadeployError("this deployment has no database tier",
                                 hint="drill app-host, lb or dns", code=ExitCode.BAD_INPUT)
+        if scenario == "region":
+            from hadeploy.watch import last_failover_at
+
+            policy = self.dep.failover
+            wait = policy.min_interval - (time.time() - last_failover_at(self.state))
+            if wait > 0:
+                raise HadeployError(
+                    f"the last failover was less than failover.min_interval "
+                    f"({policy.min_interval:.0f} s) ago: watch would hold this one for "
+                    f"{wait:.0f} s more, and the drill would measure the hold",
+                    hint=f"drill the region in {wait:.0f} s", code=ExitCode.REFUSED)
         victims, what, region = self.faults.choose(scenario, doc)
         return Chosen(scenario, victims, what, region)
 
