@@ -36,6 +36,9 @@ SCENARIOS: dict[str, str] = {
 }
 MOVES_TRAFFIC = frozenset({"region", "operator"})  # the app's name answers another region after
 ZERO_FAILURES = frozenset({"upgrade"})  # a planned change: not one request may fail
+# The order a failover's phases run in (for audit records that do not say it themselves).
+PHASE_ORDER = ("lock", "plan", "prepare", "health", "data", "fence", "freeze", "promote",
+               "dns", "verify", "rejoin")
 # A client that saw this long a run of good answers after the last failure has recovered.
 SETTLED = 3.0
 
@@ -263,9 +266,14 @@ def audit_marks(records: Sequence[dict[str, Any]], since: float) -> list[tuple[f
             phases = {k: float(v) for k, v in rec["phases"].items()
                       if isinstance(v, int | float)}
             t = at - phases.pop("total", sum(phases.values()))
-            for name, seconds in phases.items():
-                t += seconds
-                marks.append((t, f"failover: {name}"))
+            order = rec.get("phase_order")
+            if not isinstance(order, list):  # written before the order was recorded
+                order = sorted(phases, key=lambda k: (PHASE_ORDER.index(k)
+                                                      if k in PHASE_ORDER else 99, k))
+            for name in order:
+                if name in phases:
+                    t += phases[name]
+                    marks.append((t, f"failover: {name}"))
             marks.append((at, f"{rec['operation']} to {rec.get('to')} done"))
     return sorted(marks)
 

@@ -94,6 +94,8 @@ class Outcome:
                 "to": self.to_region, "reason": self.reason, "forced": self.forced,
                 "resumed": self.resumed,
                 "phases": {k: round(v, 3) for k, v in self.phases.items()},
+                # the order they ran in (the audit log sorts keys; drills lay them out)
+                "phase_order": [k for k in self.phases if k != "total"],
                 "actions": self.actions, "health": self.health,
                 "dns": {"before": self.dns_before, "after": self.dns_after},
                 "data": self.data, "error": self.error}

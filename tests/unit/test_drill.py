@@ -207,13 +207,17 @@ def test_the_rto_is_split_into_detection_decision_failover_phases_and_convergenc
          "quorum", "state": "down", "region": "east"},
         {"operation": "watch", "at": _at(fault + 3.1), "action": "failover", "to": "west"},
         {"operation": "failover", "at": _at(fault + 3.6), "result": "done", "to": "west",
-         "phases": {"plan": 0.05, "fence": 0.2, "dns": 0.1, "verify": 0.1, "total": 0.5}},
+         "phases": {"dns": 0.1, "fence": 0.2, "plan": 0.05, "total": 0.5, "verify": 0.1},
+         "phase_order": ["plan", "fence", "dns", "verify"]},
+        {"operation": "failback", "at": _at(fault + 30), "result": "done", "to": "east",
+         "phases": {"dns": 0.1, "fence": 0.2, "plan": 0.05, "total": 0.5}},  # no order
         {"operation": "failover", "at": _at(fault + 9.0), "result": "refused", "phases": {}},
     ]
     marks = drill.audit_marks(records, since=fault)
     assert [label for _, label in marks] == [
         "detected: east down", "decided: fail over to west", "failover: plan",
-        "failover: fence", "failover: dns", "failover: verify", "failover to west done"]
+        "failover: fence", "failover: dns", "failover: verify", "failover to west done",
+        "failover: plan", "failover: fence", "failover: dns", "failback to east done"]
     split = drill.rto_split(fault, fault + 5.6, marks)
     assert split == pytest.approx({"detection": 3.0, "decision": 0.1, "plan": 0.05,
                                    "fence": 0.2, "dns": 0.1, "verify": 0.1,
