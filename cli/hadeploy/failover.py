@@ -306,6 +306,13 @@ def _move_data(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
         out.data = {"mode": "already-primary", "region": target.name}
         _fence(ctx, out, old, target)
         ctx.state.set_data_primary(target.name)
+        journal = ctx.state.read_journal()
+        if journal is not None and journal.data_token is not None and old is not None \
+                and old.name != target.name:
+            # A switchover killed after its switch and before DNS: the old primary region
+            # (paused, its leader stopped at the token) still has to follow the new one.
+            out.data["from"] = old.name
+            return old
         return None
     if writer is not None:
         source = ctx.topology.region(writer)

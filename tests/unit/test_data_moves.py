@@ -157,6 +157,21 @@ def test_a_resumed_switchover_reuses_the_token(tmp_path: Path):
     assert "switch east->west past 777" in rec
 
 
+def test_a_switchover_killed_after_its_switch_still_rejoins_the_old_primary(tmp_path: Path):
+    """Killed between the switch and DNS (what 'drill operator' does): the re-run finds the
+    target already primary, moves DNS, and the old primary region still follows it."""
+    ctx, rec = world(tmp_path, {"east": "standby", "west": "primary"})
+    ctx.state.ensure()
+    ctx.state.file(JOURNAL).write_text(json.dumps(
+        {"version": 1, "id": "abcdef012345", "from": "east", "to": "west", "reason": "x",
+         "operation": "failover", "started": "2026-11-28T10:00:00.000Z", "user": "ops",
+         "data_token": 777}))
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert out.resumed and rec == ["fence east", f"dns {WEST}",
+                                   "settle east as standby of west"]
+    assert out.data == {"mode": "already-primary", "region": "west", "from": "east"}
+
+
 def test_the_target_already_taking_writes_moves_only_traffic(tmp_path: Path):
     ctx, rec = world(tmp_path, {"east": "standby", "west": "primary"})
     out = failover.failover(ctx, FailoverRequest(to="west", reason="x"))
