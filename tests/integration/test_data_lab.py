@@ -342,6 +342,19 @@ def leader_address(lab: Ctx, name: str) -> str:
     return next(h["address"] for reg in r["regions"] for h in reg["hosts"] if h["name"] == name)
 
 
+def test_drill_operator_a_switchover_killed_before_dns_is_finished_by_the_rerun(lab):
+    """'hadeploy drill operator': a switchover east -> west killed (SIGKILL) at its DNS
+    change; the re-run resumes it, and east's database follows west again (a resumed run
+    that found west already primary once left east paused for good)."""
+    r = lab.cli("drill", "operator", "--yes", "--json", "--report", str(lab.work / "operator"))
+    assert r.rc == 0, r.err[-3000:] + r.out[-3000:]
+    doc = json.loads(r.out)
+    assert doc["met"] and doc["lost_writes"] == 0 and doc["serving"] == "west", doc
+    data = lab.data()
+    assert data["west"]["role"] == "primary" and data["east"]["role"] == "standby", data
+    assert data["east"]["leader"] is not None
+
+
 def test_plan_is_quiet_after_all_this_and_down_removes_everything(lab):
     doc = lab.json("plan")
     assert doc["changes"] == [], doc["changes"]
