@@ -311,7 +311,7 @@ def judge(outage: Outage, rpo: float, objectives: dict[str, float],
     """Why the drill did not meet the deployment's objectives (empty: it did)."""
     problems = []
     if scenario in ZERO_FAILURES and outage.failed:
-        problems.append(f"{outage.failed} request(s) failed: a {scenario} is a planned "
+        problems.append(f"{outage.failed} request(s) failed: '{scenario}' is a planned "
                         "change and must not fail any")
     if outage.rto_seconds is None or not outage.settled:
         problems.append("the client did not recover (no run of good answers after the "

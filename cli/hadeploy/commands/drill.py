@@ -269,9 +269,10 @@ class Drill:
             except HadeployError as exc:  # reported; the victims are still brought back
                 run.problems.append(f"the {scenario} fault did not go as planned: "
                                     f"{exc.message}")
+            deadline = time.time() + self.timeout  # from the end of the fault (a roll)
             while True:
                 outage = d.analyze(client.samples, run.fault_at, time.time())
-                if outage.settled or time.time() - run.fault_at > self.timeout:
+                if outage.settled or time.time() > deadline:
                     break
                 time.sleep(0.2)
             rto = "never" if outage.rto_seconds is None else f"after {outage.rto_seconds:.2f} s"

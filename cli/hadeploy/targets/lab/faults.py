@@ -47,7 +47,10 @@ class LabFaults:
         if not apps:
             raise HadeployError(f"{region.name} has no healthy app host",
                                 code=ExitCode.REFUSED)
-        return [apps[0]], f"killed app host {apps[0]}"
+        alone = len([h for h in region.hosts if h.kind == "app"]) == 1
+        return [apps[0]], f"killed app host {apps[0]}" + (
+            " (the region's only app host: it cannot serve until the host is back, unless "
+            "watch fails it over)" if alone else "")
 
     def _lb(self, region: RegionStatus, _doc: StatusDoc) -> tuple[list[str], str]:
         if not region.lb_master:
@@ -76,8 +79,11 @@ class LabFaults:
 
     def _upgrade(self, _region: RegionStatus, doc: StatusDoc) -> tuple[list[str], str]:
         apps = [h.name for r in doc.regions for h in r.hosts if h.kind == "app" and h.healthy]
+        alone = [r.name for r in doc.regions if r.active
+                 and len([h for h in r.hosts if h.kind == "app"]) == 1]
         return apps, (f"restarted {len(apps)} app host(s) through the rolling path an "
-                      "upgrade takes")
+                      "upgrade takes" + (f" ({alone[0]} has one app host: it cannot serve "
+                                         "while that host restarts)" if alone else ""))
 
     def _operator(self, region: RegionStatus, doc: StatusDoc) -> tuple[list[str], str]:
         others = [r.name for r in doc.regions if r.healthy and not r.active]
