@@ -361,28 +361,40 @@ def render_markdown(report: Report) -> str:
 
 
 def render_png(report: Report, path: Path) -> None:
-    """Requests per 100 ms, good and failed, with the drill's phases marked."""
+    """Requests per 100 ms, good and failed, while the client ran; the drill's events
+    marked (a failover's phases as one shaded span; events after the client stopped, such
+    as the heal, named under the chart)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     xs = [t for t, _, _ in report.timeline]
-    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=100)
+    end = (max(xs) + 0.5) if xs else max(report.phases.values(), default=1.0)
+    fig, ax = plt.subplots(figsize=(10, 3.8), dpi=100)
     try:
         ax.bar(xs, [g for _, g, _ in report.timeline], width=0.1, align="edge",
                color="#3a7d44", label="good")
         ax.bar(xs, [f for _, _, f in report.timeline], width=0.1, align="edge",
                bottom=[g for _, g, _ in report.timeline], color="#c0392b", label="failed")
-        for name, at in report.phases.items():
+        inside = {k: v for k, v in report.phases.items() if v <= end}
+        steps = [v for k, v in inside.items() if k.startswith("failover: ")]
+        if steps:
+            ax.axvspan(min(steps) - 0.02, max(steps) + 0.02, color="#f0b27a", alpha=0.5,
+                       label="failover (phases: see the report)")
+        events = [(k, v) for k, v in inside.items() if not k.startswith("failover: ")]
+        for n, (name, at) in enumerate(events):
             ax.axvline(at, color="#555555", linestyle="--", linewidth=0.8)
-            ax.annotate(name, (at, 1), xycoords=("data", "axes fraction"), rotation=90,
-                        va="top", ha="right", fontsize=7, color="#333333")
+            ax.annotate(name, (at, 1.0 - 0.22 * (n % 4)), xycoords=("data", "axes fraction"),
+                        rotation=90, va="top", ha="right", fontsize=7, color="#333333")
+        later = [f"{k} at {v:.1f} s" for k, v in report.phases.items() if v > end]
         rto = "never" if report.rto_seconds is None else f"{report.rto_seconds:.2f} s"
         ax.set_title(f"drill {report.scenario} on {report.deployment}: {report.failed} of "
                      f"{report.requests} requests failed, RTO {rto}, "
                      f"{report.lost_writes} acknowledged writes lost", fontsize=9)
-        ax.set_xlabel("seconds since the drill started")
+        ax.set_xlim(0, end)
+        ax.set_xlabel("seconds since the drill started"
+                      + (f" (after the client stopped: {', '.join(later)})" if later else ""))
         ax.set_ylabel("requests per 100 ms")
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
