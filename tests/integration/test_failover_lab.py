@@ -40,6 +40,9 @@ regions:
 failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 2,
            hold_down: 5, min_interval: 0}}
 data: {{enabled: false}}  # the failover engine alone; data moves are test_data_lab's
+# Without a data tier an item stays in the region that took it: a drill that moves traffic
+# reads the last seconds' writes back from another region and counts them lost (it must).
+objectives: {{rto: 30, rpo: 60}}
 lab: {{control_subnet: 10.94.0.0/24}}
 """
 
@@ -224,6 +227,7 @@ def test_drill_region_under_watch_fails_over_and_clients_follow(fo, measurements
     assert "watch is already running" in err, err[-2000:]
     doc = json.loads(out)
     assert doc["met"] and doc["healed"] and doc["serving"] == "west", doc["problems"]
+    assert doc["lost_writes"] > 0, "east's items are not in west: no data tier"
     assert f"hd-{NAME}-east-app1" in doc["victims"] and f"hd-{NAME}-east-lb1" in doc["victims"]
     split = doc["rto_split"]
     assert {"detection", "decision", "fence", "dns", "client convergence"} <= set(split), split
