@@ -140,4 +140,3 @@ def test_desired_state_reads_nothing_it_should_not_write(target, tmp_path):
     target.desired()
     target.diff(target.desired(), converged(target))
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
-
