@@ -381,8 +381,8 @@ class Drill:
         target = targets.for_deployment(
             self.dep, self.state, log=lambda m: self.console.print(f"[dim]·[/] up: {m}"))
         deploy.up(target, hooks=ApplyHooks())  # raises when the configuration fails
-        hosts = [h for h in chosen.victims if "prober" not in h]
-        return self.faults.wait_healthy(hosts, f"started and rejoined by 'up' "
+        # (the region's prober is among the victims: status has no health for it)
+        return self.faults.wait_healthy(chosen.victims, f"started and rejoined by 'up' "
                                         f"({chosen.region} serves no traffic until a failback)")
 
 
