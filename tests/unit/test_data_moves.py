@@ -143,15 +143,21 @@ def test_crash_failover_beyond_the_budget_needs_allow_data_loss(tmp_path: Path):
     assert "promote west" in rec and out.data["allowed"] is True
 
 
-def test_a_resumed_switchover_reuses_the_token(tmp_path: Path):
-    """Killed after the old primary's database was stopped: the re-run must not try to stop
-    it again (it is down), it waits for the recorded token."""
-    ctx, rec = world(tmp_path, {"east": "primary", "west": "standby"})
+def killed_switchover(ctx: FailoverContext) -> None:
+    """The journal a switchover east -> west leaves when killed after freezing east (its
+    demotion token 777)."""
     ctx.state.ensure()
     ctx.state.file(JOURNAL).write_text(json.dumps(
         {"version": 1, "id": "abcdef012345", "from": "east", "to": "west", "reason": "x",
          "operation": "failover", "started": "2026-11-28T10:00:00.000Z", "user": "ops",
          "data_token": 777}))
+
+
+def test_a_resumed_switchover_reuses_the_token(tmp_path: Path):
+    """Killed after the old primary's database was stopped: the re-run must not try to stop
+    it again (it is down), it waits for the recorded token."""
+    ctx, rec = world(tmp_path, {"east": "primary", "west": "standby"})
+    killed_switchover(ctx)
     out = failover.failover(ctx, FailoverRequest(to="west", reason="x"))
     assert out.resumed and "freeze east" not in rec
     assert "switch east->west past 777" in rec
@@ -161,11 +167,7 @@ def test_a_switchover_killed_after_its_switch_still_rejoins_the_old_primary(tmp_
     """Killed between the switch and DNS (what 'drill operator' does): the re-run finds the
     target already primary, moves DNS, and the old primary region still follows it."""
     ctx, rec = world(tmp_path, {"east": "standby", "west": "primary"})
-    ctx.state.ensure()
-    ctx.state.file(JOURNAL).write_text(json.dumps(
-        {"version": 1, "id": "abcdef012345", "from": "east", "to": "west", "reason": "x",
-         "operation": "failover", "started": "2026-11-28T10:00:00.000Z", "user": "ops",
-         "data_token": 777}))
+    killed_switchover(ctx)
     out = failover.failover(ctx, FailoverRequest(to="west", reason="x"))
     assert out.resumed and rec == ["fence east", f"dns {WEST}",
                                    "settle east as standby of west"]

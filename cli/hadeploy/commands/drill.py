@@ -345,6 +345,14 @@ class Drill:
             serving=self.runtime.status(1.0).active_region if scenario in d.MOVES_TRAFFIC
             else None)
 
+    def fail_over(self, to: str, reason: str) -> Any:
+        """A failover run in this process (the drill's watch, the operator's re-run)."""
+        from hadeploy.failover import FailoverContext, FailoverRequest, failover
+
+        ctx = FailoverContext.of(self.dep, self.state, self.runtime,
+                                 log=lambda m: self.console.print(f"[dim]·[/] {m}"))
+        return failover(ctx, FailoverRequest(to=to, reason=reason))
+
     def _upgrade(self, hosts: list[str]) -> list[str]:
         """Every app host restarted by the configuration run's rolling play, as a changed
         app version restarts them; the problems of that run (empty: none)."""
@@ -400,17 +408,10 @@ class _Watch:
         if self.holder is not None:
             self.drill.console.print(f"[dim]·[/] watch is already running ({self.holder})")
             return
-        from hadeploy.failover import FailoverContext, FailoverRequest, failover
         from hadeploy.watch import Watcher
 
         d = self.drill
-
-        def fail_over(to: str, reason: str) -> Any:
-            ctx = FailoverContext.of(d.dep, d.state, d.runtime,
-                                     log=lambda m: d.console.print(f"[dim]·[/] {m}"))
-            return failover(ctx, FailoverRequest(to=to, reason=reason))
-
-        watcher = Watcher(d.dep, d.state, d.runtime, fail_over,
+        watcher = Watcher(d.dep, d.state, d.runtime, d.fail_over,
                           log=lambda m: d.console.print(f"[dim]·[/] watch: {m}"))
 
         def run() -> None:
@@ -445,8 +446,6 @@ class _DyingFailover:
         theirs.close()
 
     def inject(self, to: str) -> list[tuple[float, str]]:
-        from hadeploy.failover import FailoverContext, FailoverRequest, failover
-
         self._go.send(to)
         self._child.join(300)
         marks = [(time.time(), "failover killed before DNS")]
@@ -456,9 +455,7 @@ class _DyingFailover:
         d = self.drill
         d.console.print("[dim]·[/] the failover was killed between fencing and DNS; running "
                         "it again")
-        ctx = FailoverContext.of(d.dep, d.state, d.runtime,
-                                 log=lambda m: d.console.print(f"[dim]·[/] {m}"))
-        out = failover(ctx, FailoverRequest(to=to, reason="drill operator: re-run"))
+        out = d.fail_over(to, "drill operator: re-run")
         if out.result != "done" or not out.resumed:
             raise HadeployError(f"the re-run failover ended {out.result} (resumed: "
                                 f"{out.resumed})", code=ExitCode.FAILED)
