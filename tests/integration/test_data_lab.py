@@ -5,7 +5,12 @@ streaming from it. A client resolves the app's name at the lab's DNS server for 
 request and writes items with unique ids; every acknowledged id is recorded, and after each
 event every acknowledged item must be readable from the region that takes writes — except,
 after a crash failover, the ones the failover's own estimate said could be lost.
-The tests run in file order on one deployment, which is removed at the end.
+
+Backups are on, as a new user gets them: each region has a backup host with an encrypted
+pgBackRest repository, every WAL segment goes to both, and the shared storage is backed up
+with restic to the other region. After the failovers the backups are restored, damaged,
+refused and verified here too.
+The tests run in file order on one deployment, which is removed at the end (backups too).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ dns: {{zone: {ZONE}, record: app, ttl: 1}}
 regions:
   - {{name: east, role: primary, hosts: 1, lab_subnet: 10.86.1.0/24}}
   - {{name: west, role: secondary, hosts: 1, lab_subnet: 10.86.2.0/24}}
-data: {{hosts: 3, rpo_budget: 5}}  # backups on, as by default (more in test_backup_lab.py)
+data: {{hosts: 3, rpo_budget: 5}}  # backups on, as by default
 failover: {{probe_interval: 1.0, probe_timeout: 0.8, failure_threshold: 3, quorum: 1,
            hold_down: 5, min_interval: 0}}
 lab: {{control_subnet: 10.86.0.0/24}}
@@ -76,6 +81,34 @@ Writer = functools.partial(labclient.Writer, resolve=resolve)
 def missing(items: list[str], region: str) -> list[str]:
     """Acknowledged items that the region's database does not have (read through its VIP)."""
     return labclient.missing(items, VIP[region])
+
+
+def psql(host: str, sql: str) -> str:
+    return podman("exec", "-u", "postgres", host, "/usr/lib/postgresql/15/bin/psql", "-X",
+                  "-q", "-A", "-t", "-d", "hadeploy", "-c", sql).stdout.strip()
+
+
+def status_json(lab: Ctx) -> dict:
+    return json.loads(lab.cli("status", "--json").out)
+
+
+def backups(lab: Ctx) -> dict[str, dict]:
+    return {r["name"]: r["backup"] for r in status_json(lab)["regions"]}
+
+
+def write(ids: list[str], region: str = "east") -> None:
+    for item in ids:
+        code, body = request(VIP[region], "POST", "/items", {"id": item})
+        assert code == 201, (item, code, body)
+
+
+def present(ids: list[str], region: str) -> list[str]:
+    return [i for i in ids if request(VIP[region], "GET", f"/items/{i}")[0] == 200]
+
+
+def address(lab: Ctx, name: str) -> str:
+    return next(h["address"] for reg in status_json(lab)["regions"] for h in reg["hosts"]
+                if h["name"] == name)
 
 
 @pytest.fixture(scope="module")
@@ -290,9 +323,179 @@ def test_backups_keep_working_after_a_crash_failover_and_a_failback(lab, measure
     assert json.loads(lab.cli("status", "--json").out)["degraded"] is False
 
 
-def psql(host: str, sql: str) -> str:
-    return podman("exec", "-u", "postgres", host, "/usr/lib/postgresql/15/bin/psql", "-X",
-                  "-q", "-A", "-t", "-d", "hadeploy", "-c", sql).stdout.strip()
+
+
+def test_a_backup_list_shows_both_repositories_and_nothing_in_them_reads_as_data(lab):
+    listing = lab.json("backup", "list")["repositories"]
+    assert [r["repo"] for r in listing.values()] == [1, 2]
+    for repo in listing.values():
+        first = repo["backups"][0]  # taken and restore-tested by up
+        assert first["type"] == "full" and first["verified"]["ok"] is True, first
+        for backup in repo["backups"]:
+            assert backup["marker"]["items"] >= 0 and backup["marker"]["xid"] > 0, backup
+    # the repository is encrypted: nothing in it reads as the database's text
+    plain = podman("exec", f"hd-{NAME}-east-backup", "sh", "-c",
+                   "grep -rl -e hadeploy -e PG_VERSION /var/lib/pgbackrest/*/east | head -3",
+                   check=False).stdout
+    assert plain.strip() == "", plain
+
+
+def test_restore_brings_back_every_item_deleted_by_mistake(lab, measurements):
+    before = [f"keep-{n}" for n in range(30)]
+    write(before)
+    time.sleep(1.5)
+    target = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    time.sleep(1.5)
+    after = [f"late-{n}" for n in range(10)]
+    write(after)
+    leader = lab.data()["east"]["leader"]
+    assert psql(leader, "DELETE FROM items RETURNING 1").count("1") >= 40  # the mistake
+    assert present(before, "east") == []
+    start = time.monotonic()
+    r = lab.cli("restore", "--time", target, "--reason", "items deleted", "--yes", "--json")
+    measurements["restore to a point in time, 2 regions of 3 database hosts (s)"] = round(
+        time.monotonic() - start, 1)
+    assert r.rc == 0, r.err[-2000:] + r.out[-2000:]
+    report = json.loads(r.out)
+    assert report["reseeded"] == ["west"] and report["restored"]["items"] >= 30
+    assert present(before, "east") == before  # every item back
+    assert present(after, "east") == []  # and none written after the target
+    deadline = time.time() + 20
+    while present(before, "west") != before and time.time() < deadline:
+        time.sleep(0.5)
+    assert present(before, "west") == before  # the standby region follows the restored one
+    write(["after-restore"])  # the restored primary takes writes again
+    assert [a["operation"] for a in lab.audit()][-2:] == ["restore-start", "restore"]
+    data = lab.data()
+    assert data["east"]["role"] == "primary" and data["west"]["role"] == "standby"
+    assert sum(m["role"] == "replica" for m in data["east"]["members"]) == 2, data["east"]
+
+
+def test_the_shared_storage_is_backed_up_to_the_other_region_and_restores(lab):
+    app = f"hd-{NAME}-east-app1"
+    podman("exec", app, "sh", "-c", "mkdir -p /srv/hadeploy/shared/docs && "
+           "head -c 300000 /dev/urandom > /srv/hadeploy/shared/docs/report.bin && "
+           "sha256sum /srv/hadeploy/shared/docs/report.bin > /root/report.sha")
+    runs = lab.json("backup", "run", "--region", "east")
+    files = runs["east"]["files"]
+    assert files["ok"] and files["repository"].startswith(f"hd-{NAME}-west-backup:"), files
+    podman("exec", app, "rm", "/srv/hadeploy/shared/docs/report.bin")  # lost by mistake
+    out = podman("exec", app, "python3", "/usr/local/lib/hadeploy/files-backup.py",
+                 "restore", "latest", "/root/restored").stdout
+    assert json.loads(out)["ok"] is True
+    podman("exec", app, "sh", "-c", "cd /root/restored && sed 's| /srv| srv|' "
+           "/root/report.sha | sha256sum -c -")
+    # the repository on the other region's backup host is restic's, not readable files
+    west = podman("exec", f"hd-{NAME}-west-backup", "sh", "-c",
+                  "ls /var/lib/pgbackrest/files-*/east").stdout.split()
+    assert {"config", "data", "index", "keys", "snapshots"} <= set(west)
+    # the account the app hosts use on the backup host can only speak SFTP
+    denied = podman("exec", app, "ssh", "-i", "/etc/hadeploy/restic/id_ed25519", "-o",
+                    "UserKnownHostsFile=/etc/hadeploy/restic/known_hosts", "-o",
+                    "BatchMode=yes", f"restic@{address(lab, f'hd-{NAME}-west-backup')}", "id",
+                    check=False)
+    assert "uid=" not in denied.stdout
+
+
+def test_a_bad_restore_target_is_refused_before_anything_changes(lab):
+    for args, words in ((["--time", "yesterday"], "not a timestamp"),
+                        (["--time", "2999-01-01T00:00:00Z"], "in the future"),
+                        (["--name", "x y"], "not a restore point name"),
+                        ([], "exactly one of")):
+        r = lab.cli("restore", *args, "--yes")
+        assert r.rc == 2 and words in r.err and "Traceback" not in r.err, (args, r.err)
+
+
+def test_verify_fails_loudly_on_a_damaged_backup_and_status_degrades(lab):
+    west = f"hd-{NAME}-west-backup"
+    podman("exec", west, "sh", "-c",
+           "f=$(ls -d /var/lib/pgbackrest/*/west/backup/*/2*F | tail -1); "
+           "g=$(find $f/pg_data/base -type f -size +8k | head -1); "
+           "printf garbage | dd of=$g bs=1 seek=200 conv=notrunc 2>/dev/null")
+    r = lab.cli("backup", "verify", "--region", "west", "--json")
+    assert r.rc == 1, r.out
+    doc = json.loads(r.out)
+    assert doc["ok"] is False and "damage" in doc["error"], doc
+    repo = backups(lab)["west"]
+    assert repo["last_verify_ok"] is False and repo["problems"], repo
+    assert status_json(lab)["degraded"] is True
+    assert lab.cli("status").rc != 0
+    # a new backup, proven, puts it right
+    assert lab.cli("backup", "run", "--region", "west", "--type", "full").rc == 0
+    assert lab.cli("backup", "verify", "--region", "west").rc == 0
+    assert backups(lab)["west"]["problems"] == []
+
+
+def test_a_refused_wal_push_degrades_status_as_a_split_brain(lab):
+    """pgBackRest refuses a segment its repository holds with other content (error 45):
+    two writers on one timeline. Planted here as a foreign copy of the next segment."""
+    db, repo = lab.data()["east"]["leader"], f"hd-{NAME}-east-backup"
+    segment = psql(db, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    archive = podman("exec", repo, "sh", "-c", f"ls -d /var/lib/pgbackrest/*/east/archive/"
+                     f"hd-{NAME}/15-* | tail -1").stdout.strip()
+    foreign = f"{archive}/{segment[:16]}/{segment}-{'0' * 40}.lz4"
+    podman("exec", "-u", "postgres", repo, "sh", "-c",
+           f"mkdir -p {archive}/{segment[:16]} && printf x > {foreign}")
+    try:
+        write(["before-the-refused-segment"])
+        psql(db, "SELECT pg_switch_wal()")
+        wal = wait_archiving(lab, lambda wal: wal["failing"])
+        assert wal["split_brain"] is True and segment == wal["last_failed_wal"], wal
+        assert "[045]" in wal["error"] and "different checksum" in wal["error"], wal
+        assert status_json(lab)["degraded"] is True
+        r = lab.cli("status")
+        assert r.rc == 1 and "SPLIT BRAIN" in r.out, r.out
+    finally:
+        podman("exec", "-u", "postgres", repo, "sh", "-c", f"rm -f {foreign}")
+    write(["after-the-refused-segment"])
+    psql(db, "SELECT pg_switch_wal()")  # wakes the archiver, which retries at once
+    wal = wait_archiving(lab, lambda wal: not wal["failing"])
+    assert wal["waiting"] == 0 and status_json(lab)["degraded"] is False, wal
+
+
+def wait_archiving(lab: Ctx, done, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        wal = lab.data()["east"]["archiving"]
+        if done(wal) or time.monotonic() > deadline:
+            assert done(wal), wal
+            return wal
+        time.sleep(1)
+
+
+def test_status_degrades_when_verification_is_stale(lab):
+    path: Path = lab.work / "hadeploy.yaml"
+    stale = CONFIG.replace("data: {hosts: 3, rpo_budget: 5}",
+                           "data: {hosts: 3, rpo_budget: 5, backup: {verify_max_age: 1s}}")
+    assert stale != CONFIG
+    path.write_text(stale)
+    try:
+        time.sleep(2)
+        doc = status_json(lab)
+        assert doc["degraded"] is True
+        assert any("restore test older than 1s" in p for r in doc["regions"]
+                   for p in (r["backup"] or {}).get("problems", []))
+    finally:
+        path.write_text(CONFIG)
+    assert status_json(lab)["degraded"] is False
+
+
+def test_restore_to_scratch_leaves_production_alone(lab):
+    target = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    time.sleep(1)
+    write(["after-scratch-target"])
+    doc = lab.json("restore", "--to-scratch", "--time", target, "--region", "east")
+    host = doc["host"]
+    try:
+        found = podman("exec", "-u", "postgres", host, "sh", "-c",
+                       doc["connect"] + " -X -A -t -c \"SELECT count(*) FILTER (WHERE id = "
+                       "'after-scratch-target'), count(*) FILTER (WHERE id = 'keep-0') FROM "
+                       "items\"").stdout.strip()
+        assert found == "0|1"
+    finally:
+        podman("exec", "-u", "postgres", host, "python3",
+               "/usr/local/lib/hadeploy/backup.py", "scratch", "stop")
+    assert present(["after-scratch-target"], "east") == ["after-scratch-target"]
 
 
 def check_integrity(host: str) -> None:
@@ -308,15 +511,21 @@ def test_the_integrity_check_finds_a_corrupted_page_and_status_degrades(lab):
     assert lab.cli("status").rc == 0
     # A scratch table whose first heap page is overwritten on disk behind PostgreSQL's back
     # (not WAL-logged: the replicas keep a good copy), then read back from disk.
-    psql(leader, "CREATE TABLE canary AS SELECT g AS id, md5(g::text) AS v "
-                 "FROM generate_series(1, 2000) g; CREATE INDEX ON canary (id); CHECKPOINT")
+    # Autovacuum is off for it and it is frozen first: a vacuum or hint bit set after the
+    # damage would dirty the page in memory, and the restart's checkpoint would write the
+    # good copy back over it.
+    psql(leader, "CREATE TABLE canary WITH (autovacuum_enabled = off) AS SELECT g AS id, "
+                 "md5(g::text) AS v FROM generate_series(1, 2000) g; "
+                 "CREATE INDEX ON canary (id)")
+    psql(leader, "VACUUM (FREEZE) canary")
+    psql(leader, "CHECKPOINT")
     path = psql(leader, "SELECT current_setting('data_directory') || '/' || "
                         "pg_relation_filepath('canary')")
     try:
         podman("exec", leader, "dd", "if=/dev/urandom", f"of={path}", "bs=1", "seek=4000",
                "count=64", "conv=notrunc")
         restart = urllib.request.Request(
-            f"http://{leader_address(lab, leader)}:8008/restart", data=b"{}", method="POST",
+            f"http://{address(lab, leader)}:8008/restart", data=b"{}", method="POST",
             headers={"Authorization": "Basic " + base64.b64encode(
                 f"hadeploy:{lab.restapi_password()}".encode()).decode()})
         with urllib.request.urlopen(restart, timeout=60) as resp:  # Patroni restarts it in place
@@ -324,7 +533,8 @@ def test_the_integrity_check_finds_a_corrupted_page_and_status_degrades(lab):
         deadline = time.time() + 60
         while time.time() < deadline and lab.data()["east"]["role"] != "primary":
             time.sleep(1)
-        check_integrity(lab.data()["east"]["leader"])
+        assert lab.data()["east"]["leader"] == leader, "restarted in place, still the leader"
+        check_integrity(leader)
         integrity = lab.data()["east"]["integrity"]
         assert integrity["ok"] is False and integrity["findings"], integrity
         status = lab.cli("status")
@@ -335,11 +545,6 @@ def test_the_integrity_check_finds_a_corrupted_page_and_status_degrades(lab):
         psql(host, "SELECT pg_stat_reset()")  # the checksum failure counter
         check_integrity(host)
     assert lab.data()["east"]["integrity"]["ok"] is True
-
-
-def leader_address(lab: Ctx, name: str) -> str:
-    r = json.loads(lab.cli("status", "--json").out)
-    return next(h["address"] for reg in r["regions"] for h in reg["hosts"] if h["name"] == name)
 
 
 def test_drill_operator_a_switchover_killed_before_dns_is_finished_by_the_rerun(lab):
@@ -355,8 +560,15 @@ def test_drill_operator_a_switchover_killed_before_dns_is_finished_by_the_rerun(
     assert data["east"]["leader"] is not None
 
 
-def test_plan_is_quiet_after_all_this_and_down_removes_everything(lab):
+def test_plan_is_quiet_after_all_this_and_down_keeps_the_backups_unless_asked(lab):
     doc = lab.json("plan")
     assert doc["changes"] == [], doc["changes"]
     removed = lab.json("down", "--yes")["removed"]
     assert any("db1" in r for r in removed)
+    volumes = podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+    assert {f"hd-{NAME}-east-backup", f"hd-{NAME}-west-backup"} <= set(volumes)
+    assert list((lab.state / NAME / "backup").glob("repo-*.key")), "the key is kept too"
+    assert lab.cli("down", "--delete-backups", "--yes").rc == 0
+    volumes = podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+    assert not [v for v in volumes if v.startswith(f"hd-{NAME}-")]
+    assert not (lab.state / NAME / "backup").exists()
