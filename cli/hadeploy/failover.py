@@ -25,7 +25,15 @@ from hadeploy.config import Deployment
 from hadeploy.dns.base import DnsProvider
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import probe
-from hadeploy.quorum import Assessment, LocalVantage, Vote, assess, fetch_prober, votes_from_prober
+from hadeploy.quorum import (
+    Assessment,
+    LocalVantage,
+    Seen,
+    Vote,
+    assess,
+    fetch_prober,
+    votes_from_prober,
+)
 from hadeploy.state import Journal, StateDir, StateError, current_user, utc_now
 from hadeploy.targets import DataOps, ExtraVotes, RegionOps, Runtime
 from hadeploy.topology import RegionTopology, Topology
@@ -70,6 +78,10 @@ class FailoverRequest:
     operation: Operation = "failover"
     # A crash failover may lose more than data.rpo_budget, or an unknown amount (audited).
     allow_data_loss: bool = False
+    # What watch saw of the target in the round that decided this failover: when it is no
+    # older than one probe interval and nothing had to be started, the health guard uses it
+    # instead of probing again.
+    seen: Seen | None = None
 
 
 @dataclass
@@ -249,9 +261,12 @@ def _prepare_and_check(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
     out.actions += ctx.ops.prepare(target, timeout=ctx.ops.prepare_timeout)
     out.phases["prepare"] = time.monotonic() - t
 
+    started_something = bool(out.actions)
     t = time.monotonic()
-    verdict = _wait_healthy(ctx, target)
-    out.health = verdict.to_dict()
+    seen = _fresh(ctx, req, target) if not started_something else None
+    verdict = seen.assessment if seen is not None else _wait_healthy(ctx, target)
+    out.health = {**verdict.to_dict(), "source": "probed" if seen is None else
+                  f"watch's round {time.time() - seen.at:.2f} s before"}
     out.phases["health"] = time.monotonic() - t
     if not verdict.healthy:
         if not req.force:
@@ -386,6 +401,18 @@ def _estimate_loss(ctx: FailoverContext, target: RegionTopology) -> dict[str, An
                     "observed_at": row.ts, "source": "watch"}
     return {"bytes": None, "seconds": None, "observed_at": None,
             "source": "no observation in the last 5 minutes (is 'hadeploy watch' running?)"}
+
+
+def _fresh(ctx: FailoverContext, req: FailoverRequest, target: RegionTopology) -> Seen | None:
+    """Watch's own verdict on the target, when it is healthy and no older than one probe
+    interval: probing again would see the same, after waiting out the probe timeout of
+    every vantage point in the region that just went down."""
+    seen = req.seen
+    if (seen is None or seen.assessment.region != target.name or not seen.assessment.healthy
+            or seen.assessment.down
+            or not 0 <= time.time() - seen.at <= ctx.dep.failover.probe_interval):
+        return None
+    return seen
 
 
 def _wait_healthy(ctx: FailoverContext, target: RegionTopology) -> Assessment:

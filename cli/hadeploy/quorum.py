@@ -125,6 +125,16 @@ def assess(region: str, votes: list[Vote], policy: FailoverPolicy) -> Assessment
         healthy=healthy_votes >= 1 and healthy_votes >= min(policy.quorum, responding))
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A region's assessment in one probe round and when that round ran (unix time): what
+    ``watch`` hands the failover it decides, so that its health guard need not probe again
+    (and wait out a probe timeout on the dead region's prober) when the round is fresh."""
+
+    assessment: Assessment
+    at: float
+
+
 @dataclass
 class HoldDown:
     """Tracks, per region, since when it has been continuously healthy."""

@@ -20,13 +20,13 @@ from hadeploy.config import Deployment, Standby
 from hadeploy.data import DataState, settle_region
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.history import DataRow, History, ProbeRow, history_path
-from hadeploy.quorum import Assessment, HoldDown, LocalVantage, Vote, assess
+from hadeploy.quorum import Assessment, HoldDown, LocalVantage, Seen, Vote, assess
 from hadeploy.state import StateDir, parse_time
 from hadeploy.targets import DataOps, Runtime
 from hadeploy.topology import Topology
 
 Log = Callable[[str], None]
-FailOver = Callable[[str, str], Any]  # (target region, reason) -> the failover's outcome
+FailOver = Callable[[str, str, Seen | None], Any]  # (target, reason, what watch saw) -> outcome
 
 
 @dataclass
@@ -156,7 +156,8 @@ class Watcher:
               and now - self.last_failover >= self.policy.min_interval):
             self._fail_over(self.dep.primary.name,
                             f"watch: auto failback, {self.dep.primary.name} healthy for "
-                            f"{self.policy.hold_down:.0f} s", cause="auto_failback")
+                            f"{self.policy.hold_down:.0f} s", cause="auto_failback",
+                            seen=Seen(verdicts[self.dep.primary.name], now))
 
     def _enforce_fences(self, topo: Topology, unsettled_data: list[str]) -> None:
         """A region fenced while it was unreachable comes back with its own (unfenced)
@@ -230,12 +231,13 @@ class Watcher:
         target = candidates[0].name
         self._fail_over(target, f"watch: {active} down by quorum "
                         f"({verdicts[active].down_votes}/{verdicts[active].responding} "
-                        f"vantage points)")
+                        f"vantage points)", seen=Seen(verdicts[target], now))
 
-    def _fail_over(self, target: str, reason: str, cause: str = "active_down") -> None:
+    def _fail_over(self, target: str, reason: str, cause: str = "active_down",
+                   seen: Seen | None = None) -> None:
         self.decide(f"failing over to {target}: {reason}", action="failover", to=target)
         try:
-            out = self.do_failover(target, reason)
+            out = self.do_failover(target, reason, seen)
         except HadeployError as exc:
             self.decide(f"failover to {target} did not happen: {exc.message}",
                         action="failover-failed", to=target)

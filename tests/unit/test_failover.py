@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from hadeploy import config, failover
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.failover import FailoverContext, FailoverRequest
 from hadeploy.health import ProbeResult
+from hadeploy.quorum import Seen, Vote, assess
 from hadeploy.state import JOURNAL, StateDir, StateError
 from hadeploy.targets.lab.naming import lab_topology
 
@@ -150,6 +152,38 @@ def test_unhealthy_target_is_refused_unless_forced(tmp_path: Path, healthy):
     out = failover.failover(ctx, FailoverRequest(to="west", reason="x", force=True))
     assert out.result == "done" and audit(ctx.state)[-1]["forced"] is True
     assert "health guard overridden by --force" in out.actions
+
+
+def seen(region: str, ok: bool, age: float) -> Seen:
+    vote = Vote("cli", region, ok, 0 if ok else 3, 3 if ok else 0, time.time() - age)
+    return Seen(assess(region, [vote], DEP.failover), time.time() - age)
+
+
+def test_watch_verdict_spares_the_health_guard_a_second_probe_only_when_fresh(
+        tmp_path: Path, healthy, monkeypatch):
+    """A failover decided by watch carries the round's verdict on the target: used as is when
+    healthy and no older than one probe interval (probing again would wait out the dead
+    region's prober); anything else is probed, and an unhealthy probe still refuses."""
+    probes: list[str] = []
+    real = failover.probe
+    monkeypatch.setattr(failover, "probe", lambda url, timeout=1.0: probes.append(url)
+                        or real(url, timeout))
+    ctx, _rec, dns = world(tmp_path)
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="watch",
+                                                 seen=seen("west", True, 0.1)))
+    assert out.result == "done" and probes == [] and "watch's round" in out.health["source"]
+    interval = DEP.failover.probe_interval
+    for stale in (seen("west", True, interval + 0.5), seen("west", False, 0.1),
+                  seen("east", True, 0.1)):
+        dns.answer, probes[:] = [EAST], []
+        out = failover.failover(ctx, FailoverRequest(to="west", reason="watch", seen=stale))
+        assert out.result == "done" and probes and out.health["source"] == "probed"
+    healthy["ok"] = False  # watch saw it healthy long ago; it is not any more: refused
+    dns.answer = [EAST]
+    with pytest.raises(HadeployError) as info:
+        failover.failover(ctx, FailoverRequest(to="west", reason="watch",
+                                               seen=seen("west", True, interval + 0.5)))
+    assert info.value.code is ExitCode.REFUSED and dns.answer == [EAST]
 
 
 @pytest.mark.parametrize("to", ["mars", "", "west\n", "WEST"])

@@ -226,7 +226,7 @@ def test_no_healthy_region_and_a_refused_failover_are_refusals(world, tmp_path, 
     assert value(samples(m.registry), "hadeploy_failover_refusals_total",
                  reason="no_healthy_region") == 1
 
-    def refuse(to, reason):
+    def refuse(to, reason, seen=None):
         raise HadeployError("replication lag over the budget", code=ExitCode.REFUSED)
 
     world2 = World(tmp_path / "2", monkeypatch)

@@ -42,7 +42,7 @@ class World:
     def watcher(self) -> Watcher:
         world = self
 
-        def do_failover(to, reason):
+        def do_failover(to, reason, seen=None):
             with self.state.lock("failover"):
                 self.failovers.append(to)
                 self.active = to

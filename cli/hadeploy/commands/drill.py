@@ -345,13 +345,13 @@ class Drill:
             serving=self.runtime.status(1.0).active_region if scenario in d.MOVES_TRAFFIC
             else None)
 
-    def fail_over(self, to: str, reason: str) -> Any:
+    def fail_over(self, to: str, reason: str, seen: Any = None) -> Any:
         """A failover run in this process (the drill's watch, the operator's re-run)."""
         from hadeploy.failover import FailoverContext, FailoverRequest, failover
 
         ctx = FailoverContext.of(self.dep, self.state, self.runtime,
                                  log=lambda m: self.console.print(f"[dim]·[/] {m}"))
-        return failover(ctx, FailoverRequest(to=to, reason=reason))
+        return failover(ctx, FailoverRequest(to=to, reason=reason, seen=seen))
 
     def _upgrade(self, hosts: list[str]) -> list[str]:
         """Every app host restarted by the configuration run's rolling play, as a changed

@@ -54,6 +54,7 @@ def watch(
     """
     from hadeploy import targets
     from hadeploy.failover import FailoverContext, FailoverRequest, Outcome, failover
+    from hadeploy.quorum import Seen
     from hadeploy.watch import Watcher
 
     if print_rules or print_dashboard:
@@ -83,10 +84,10 @@ def watch(
                       "internals)[/]"))
     runtime = targets.for_deployment(dep, state).runtime()
 
-    def fail_over(to: str, reason: str) -> Outcome:
+    def fail_over(to: str, reason: str, seen: Seen | None = None) -> Outcome:
         ctx = FailoverContext.of(dep, state, runtime,
                                  log=lambda m: console.print(f"[dim]·[/] {m}"))
-        return failover(ctx, FailoverRequest(to=to, reason=reason))
+        return failover(ctx, FailoverRequest(to=to, reason=reason, seen=seen))
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
