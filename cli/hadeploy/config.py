@@ -405,9 +405,76 @@ ROOT_DEVICE_RE = r"\A/dev/[a-z][a-z0-9]{1,15}\Z"
 BUCKET_PREFIX_RE = r"\A[a-z0-9](?:[a-z0-9-]{1,59}[a-z0-9])\Z"
 PULUMI_ORG_RE = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z"
 _URL_TAIL = r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]{1,1000}"
-BACKEND_URL_RE = rf"\A(?:s3|gs|azblob|file|https?)://{_URL_TAIL}\Z"
+# Pulumi state backends (aws.backend_url, PULUMI_BACKEND_URL): one form per scheme.
+_URL_QUERY = (r"(?:\?[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.~%:/+-]{0,512}"
+              r"(?:&[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.~%:/+-]{0,512}){0,15})?")
+_KEY_PREFIX = r"(?:/[A-Za-z0-9!_.*'()+=@,-]{1,255}){0,30}/?"
+_FILE_PATH = r"(?:/[A-Za-z0-9._~+@%=,-]{1,255}){1,60}/?"
+BACKEND_URL_FORMS = {
+    "s3": (rf"\As3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]{_KEY_PREFIX}{_URL_QUERY}\Z",
+           "s3://<bucket>[/<prefix>][?region=<aws region>] (bucket: 3-63 lowercase letters, "
+           "digits, '.' and '-')"),
+    "file": (rf"\Afile://(?:~(?:{_FILE_PATH})?|{_FILE_PATH})\Z",
+             "file:///<absolute dir> or file://~/<dir>"),
+    "gs": (rf"\Ags://[a-z0-9][a-z0-9._-]{{1,220}}[a-z0-9]{_KEY_PREFIX}{_URL_QUERY}\Z",
+           "gs://<bucket>[/<prefix>]"),
+    "azblob": (rf"\Aazblob://[a-z0-9][a-z0-9-]{{1,61}}[a-z0-9]{_KEY_PREFIX}{_URL_QUERY}\Z",
+               "azblob://<container>[/<prefix>]"),
+    "https": (r"\Ahttps://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?"
+              r"(?:/[A-Za-z0-9._~%-]{1,255}){0,10}/?\Z",
+              "https://<host> of Pulumi Cloud (https://api.pulumi.com) or a self-hosted one"),
+}
+BACKEND_URL_HINT = ("use s3://<bucket>[/<prefix>][?region=<aws region>], file:///<absolute dir> "
+                    "or file://~/<dir> (also gs://, azblob://, https://api.pulumi.com); null "
+                    "keeps the state in the hadeploy state directory (docs/aws.md)")
 SECRETS_PROVIDER_RE = (rf"\A(?:default|passphrase|(?:awskms|azurekeyvault|gcpkms|hashivault)"
                        rf"://{_URL_TAIL})\Z")
+_KMS_KEY = (r"(?:alias/[A-Za-z0-9/_-]{1,250}|(?:mrk-)?[0-9a-f-]{32,36}"
+            r"|/arn:aws[a-z-]{0,20}:kms:[a-z0-9-]{1,30}:[0-9]{12}:"
+            r"(?:key/(?:mrk-)?[0-9a-f-]{32,36}|alias/[A-Za-z0-9/_-]{1,250}))")
+AWSKMS_RE = rf"\Aawskms://{_KMS_KEY}{_URL_QUERY}\Z"
+SECRETS_PROVIDER_HINT = (
+    "use passphrase (the key comes from PULUMI_CONFIG_PASSPHRASE or _FILE) or an AWS KMS key: "
+    "awskms://alias/<name>?region=<aws region>, awskms://<key id>?region=<aws region> or "
+    "awskms:///arn:aws:kms:<aws region>:<account>:key/<key id>; null: passphrase on s3/file "
+    "backends, the service's own on Pulumi Cloud")
+
+
+def backend_url_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with a Pulumi state backend URL, and the fix; None when it is usable.
+    A relative ``file://`` path is refused: Pulumi resolves it from each project's working
+    directory, so the regional and the global stacks would not share one backend."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "http":
+        return ("is a plain-http URL (the state, with its encrypted secrets and the access "
+                "token, would travel unencrypted)", "use https://")
+    if scheme == "file" and not url.startswith(("file:///", "file://~")):
+        return ("is a relative path (Pulumi would resolve it from each stack project's "
+                "directory, so the regional and global stacks would not share it)",
+                "use file:///<absolute dir> or file://~/<dir>")
+    if scheme not in BACKEND_URL_FORMS:
+        return "is not a Pulumi state backend URL", BACKEND_URL_HINT
+    pattern, form = BACKEND_URL_FORMS[scheme]
+    if not _full(pattern, url):
+        return f"is not a valid {scheme}:// backend URL", f"use {form}"
+    return None
+
+
+def _backend_url(v: str) -> str:
+    problem = backend_url_problem(v)
+    if problem is not None:
+        raise _Invalid(f"{_q(v)} {problem[0]}", problem[1])
+    return v
+
+
+def _secrets_provider(v: str) -> str:
+    if v.startswith("awskms:"):
+        if not _full(AWSKMS_RE, v):
+            raise _Invalid(f"{_q(v)} is not an AWS KMS key URL", SECRETS_PROVIDER_HINT)
+        return v
+    if not _full(SECRETS_PROVIDER_RE, v):
+        raise _Invalid(f"{_q(v)} is not a Pulumi secrets provider", SECRETS_PROVIDER_HINT)
+    return v
 
 
 def _bucket_prefix(v: str) -> str:
@@ -561,16 +628,12 @@ class AwsSettings(_Model):
         PULUMI_ORG_RE, "a Pulumi organization name",
         "use letters, digits and _ . - ('organization' for self-managed backends)"
     ))] = "organization"  # self-managed backends; your org on Pulumi Cloud
-    backend_url: Annotated[str, AfterValidator(_checked(
-        BACKEND_URL_RE, "a Pulumi backend URL",
-        "use s3://<bucket>, gs://<bucket>, azblob://<container>, file://<dir> or "
-        "https://api.pulumi.com (null: the backend of 'pulumi login')"
-    ))] | None = None  # e.g. s3://my-state-bucket; default: `pulumi login`
-    secrets_provider: Annotated[str, AfterValidator(_checked(
-        SECRETS_PROVIDER_RE, "a Pulumi secrets provider",
-        "use default, passphrase, awskms://..., azurekeyvault://..., gcpkms://... or "
-        "hashivault://... (null: the backend's default)"
-    ))] | None = None  # e.g. awskms://alias/hadeploy; default: backend's
+    # Where the stacks' state lives: s3://bucket[/prefix], file:///abs/dir, file://~/dir, …
+    # null: file://<state dir> (PULUMI_BACKEND_URL, when set, instead). Never `pulumi login`'s.
+    backend_url: Annotated[str, AfterValidator(_backend_url)] | None = None
+    # What encrypts the stacks' secrets: passphrase (PULUMI_CONFIG_PASSPHRASE) or
+    # awskms://…; null: passphrase on s3/file backends, the service's own on Pulumi Cloud.
+    secrets_provider: Annotated[str, AfterValidator(_secrets_provider)] | None = None
     parallel: Annotated[int, Field(ge=1, le=20)] = 4  # regional stacks updated at once
 
     @field_validator("health_checker_regions")
@@ -1069,7 +1132,7 @@ aws:
   bucket_prefix: null          # default hd-<name>-<account id>; bucket = <prefix>-<region>
   deletion_protection: false   # of the ALBs
   pulumi_org: organization     # your org on Pulumi Cloud; 'organization' when self-managed
-  backend_url: null            # e.g. s3://my-state-bucket (null: what `pulumi login` chose)
-  secrets_provider: null       # e.g. awskms://alias/hadeploy (null: the backend's default)
+  backend_url: null            # e.g. s3://my-state-bucket (null: in the state dir)
+  secrets_provider: null       # e.g. awskms://alias/hadeploy (null: PULUMI_CONFIG_PASSPHRASE)
   parallel: 4                  # regional stacks updated at once
 """

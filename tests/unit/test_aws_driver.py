@@ -23,6 +23,7 @@ from hadeploy.targets.aws.driver import (
     Stacks,
     StackSpec,
     aws_credentials_available,
+    pulumi_state,
 )
 from hadeploy.topology import Host, HostKind
 from tests.infra_mock_program import deployment
@@ -39,6 +40,7 @@ class FakeWorkspace:
                  existing: dict[str, dict[str, Any]] | None = None) -> None:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.stacks: dict[str, dict[str, Any]] = dict(existing or {})
+        self.secrets: dict[str, dict[str, str]] = {}  # stack -> its secret configuration
         self.fail = fail or set()
         self.delay = delay
         self.running = 0
@@ -62,6 +64,9 @@ class FakeWorkspace:
     def outputs(self, spec: StackSpec) -> dict[str, Any] | None:
         return self.stacks.get(spec.name)
 
+    def config_secret(self, spec: StackSpec, key: str) -> str | None:
+        return self.secrets.get(spec.name, {}).get(key)
+
     def preview(self, spec: StackSpec) -> dict[str, int]:
         assert spec.name in self.stacks, "a preview must never create a stack"
         self._enter("preview", spec)
@@ -69,6 +74,7 @@ class FakeWorkspace:
 
     def up(self, spec: StackSpec) -> dict[str, Any]:
         self._enter("up", spec)
+        self.secrets.setdefault(spec.name, {}).update(spec.secrets() if spec.secrets else {})
         if spec.region is None:
             outputs = {"zone_id": "ZONE", "name_servers": ["ns-1.awsdns-01.org."]}
         else:
@@ -429,7 +435,14 @@ def test_missing_pulumi_cli_is_one_environment_error():
     assert "pulumi" in err.value.message and "install" in (err.value.hint or "")
 
 
-def test_automation_api_without_the_cli_maps_to_the_same_error(monkeypatch):
+def real_workspace(settings: AwsSettings, tmp_path: Any) -> PulumiWorkspace:
+    """The real workspace, its state and stack configuration under tmp_path."""
+    env = {"PULUMI_CONFIG_PASSPHRASE": "correct horse", "HADEPLOY_STACKS_DIR": str(tmp_path)}
+    return PulumiWorkspace(settings, env, state=pulumi_state(
+        settings, env, state_root=tmp_path / "state", cwd=tmp_path))
+
+
+def test_automation_api_without_the_cli_maps_to_the_same_error(monkeypatch, tmp_path):
     """The real workspace: pulumi.automation raises FileNotFoundError (no CLI here)."""
     from pulumi import automation as auto
 
@@ -439,7 +452,8 @@ def test_automation_api_without_the_cli_maps_to_the_same_error(monkeypatch):
     monkeypatch.setattr(auto, "LocalWorkspace", no_cli)
     monkeypatch.setattr(auto, "create_or_select_stack", no_cli)
     _, settings = load(2)
-    ws = PulumiWorkspace(settings, {})
+    ws = real_workspace(settings, tmp_path)
+    (tmp_path / "state").mkdir()  # the local backend exists: whoami runs
     for call in (ws.check, lambda: ws.up(StackSpec("p", "s", lambda: None, {}))):
         with pytest.raises(HadeployError) as err:
             call()
@@ -467,7 +481,7 @@ def test_credential_sources(monkeypatch, tmp_path):
     assert aws_credentials_available({"HOME": str(tmp_path)})
 
 
-def test_unreachable_backend_is_one_environment_error(monkeypatch):
+def test_unreachable_backend_is_one_environment_error(monkeypatch, tmp_path):
     from pulumi import automation as auto
     from pulumi.automation._cmd import CommandResult
 
@@ -483,13 +497,13 @@ def test_unreachable_backend_is_one_environment_error(monkeypatch):
     monkeypatch.setattr(auto, "LocalWorkspace", Unreachable)
     _, settings = load(2, backend_url="s3://my-state")
     with pytest.raises(HadeployError) as err:
-        PulumiWorkspace(settings, {}).check()
+        real_workspace(settings, tmp_path).check()
     assert err.value.code is ExitCode.ENVIRONMENT
     assert "s3://my-state" in err.value.message and "no such host" in err.value.message
-    assert "pulumi login" in (err.value.hint or "")
+    assert "aws.backend_url" in err.value.message and "aws.backend_url" in (err.value.hint or "")
 
 
-def test_stack_failure_is_reported_not_raised_as_traceback(monkeypatch):
+def test_stack_failure_is_reported_not_raised_as_traceback(monkeypatch, tmp_path):
     from pulumi import automation as auto
     from pulumi.automation._cmd import CommandResult
 
@@ -500,7 +514,7 @@ def test_stack_failure_is_reported_not_raised_as_traceback(monkeypatch):
     monkeypatch.setattr(auto, "create_or_select_stack", failing)
     _, settings = load(2)
     with pytest.raises(StackFailed, match="VpcLimitExceeded"):
-        PulumiWorkspace(settings, {}).up(StackSpec("p", "s", lambda: None, {}))
+        real_workspace(settings, tmp_path).up(StackSpec("p", "s", lambda: None, {}))
 
 
 # --- configuration checks and import cost --------------------------------------------------

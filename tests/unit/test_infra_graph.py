@@ -429,13 +429,13 @@ def test_stack_projects_match_what_the_driver_uses():
     for folder, project in (("regional", REGIONAL_PROJECT), ("global", GLOBAL_PROJECT)):
         assert yaml.safe_load((REPO / "stacks" / folder / "Pulumi.yaml").read_text())[
             "name"] == project
-    demo = yaml.safe_load((REPO / "stacks/regional/Pulumi.demo-us-east-1.yaml").read_text())
+    demo = yaml.safe_load((REPO / "stacks/regional/Pulumi.example-us-east-1.yaml").read_text())
     config = demo["config"]
     dep, settings = load_stack_config(config["hadeploy:deployment"])
     check_deployment(dep, settings)
     plan = plan_region(dep, settings, config["hadeploy:region"])
-    assert plan.stack_name == "demo-us-east-1" and plan.aws_region == config["aws:region"]
-    global_demo = yaml.safe_load((REPO / "stacks/global/Pulumi.demo-global.yaml").read_text())
+    assert plan.stack_name == "example-us-east-1" and plan.aws_region == config["aws:region"]
+    global_demo = yaml.safe_load((REPO / "stacks/global/Pulumi.example-global.yaml").read_text())
     assert global_demo["config"]["hadeploy:deployment"] == config["hadeploy:deployment"]
     assert "PolicyPack(name=PACK_NAME, policies=POLICIES)" in (
         REPO / "stacks/policy/__main__.py").read_text()

@@ -6,9 +6,16 @@ Automation API (inline programs from :mod:`hadeploy.infra`).
   every region that has outputs, and only if the primary has.
 - ``preview``: only stacks that exist (``select``, never ``create``): a plan creates no
   stack and writes no stack configuration.
-- Inline programs get their inputs from the driver directly (a closure), not from stack
-  configuration: nothing is written with ``pulumi config set`` and the application secret
-  never appears on a command line (``/proc/<pid>/cmdline`` is world-readable).
+- Inline programs get their inputs from the driver directly (a closure). The one value
+  kept as stack configuration is the application secret, ``hadeploy:appSecret``: a Pulumi
+  secret (encrypted with the stack's secrets provider) in ``Pulumi.<stack>.yaml``, handed
+  to ``pulumi config set --secret`` on stdin, never on a command line
+  (``/proc/<pid>/cmdline`` is world-readable).
+- Where things live (:class:`PulumiState`, :func:`pulumi_state`): the stacks' state in
+  ``aws.backend_url`` (else ``PULUMI_BACKEND_URL``, else ``file://<state root>``: never the
+  backend ``pulumi login`` chose), passed as ``PULUMI_BACKEND_URL``, which outranks every
+  other source; their configuration files in ``$HADEPLOY_STACKS_DIR`` (else ``./stacks``)
+  ``/regional`` and ``/global``, so they persist between runs and can be committed.
 - First deployment: replication needs the peer's bucket/file system to exist, so regions
   whose peer did not exist yet get a second ``up`` once it does (no stack references).
 - ``destroy``: the global stack first (DNS stops pointing at regions); then every regional
@@ -25,18 +32,22 @@ inside functions: the CLI's help/status/failover never load it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hadeploy.config import AwsSettings, Deployment, Target
+from hadeploy.config import AwsSettings, Deployment, Target, backend_url_problem
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.infra.settings import (
     GLOBAL_PROJECT,
@@ -66,6 +77,14 @@ Log = Callable[[str], None]
 HostLister = Callable[[str, str, str, str], list[Host]]  # (region, aws_region, key, value)
 GLOBAL_AWS_REGION = "us-east-1"
 SECRET_ENV = "HADEPLOY_APP_SECRET"  # noqa: S105 - the variable's name, not a secret
+SECRET_KEY = "hadeploy:appSecret"  # noqa: S105 - the config key (read_inputs reads it too)
+PLAN_SECRET = "not-generated-yet"  # noqa: S105 - what a plan previews with before any up
+BACKEND_ENV = "PULUMI_BACKEND_URL"
+STACKS_DIR_ENV = "HADEPLOY_STACKS_DIR"
+PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"  # noqa: S105 - a variable name
+PASSPHRASE_FILE_ENV = "PULUMI_CONFIG_PASSPHRASE_FILE"  # noqa: S105 - a variable name
+PROJECT_DIRS = {REGIONAL_PROJECT: "regional", GLOBAL_PROJECT: "global"}
+DEFAULT_BACKEND = "default: the state root"
 CREDENTIAL_ENV_SETS = (
     ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",),
     ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"), ("AWS_CONTAINER_CREDENTIALS_FULL_URI",),
@@ -81,6 +100,9 @@ class StackSpec:
     program: Callable[[], None]
     inputs: Mapping[str, str]  # what the program is built from, shown and compared; no secret
     region: str | None = None  # None: the global stack
+    # Secret stack configuration an update stores first (key -> value, as Pulumi secrets);
+    # called only by an update, so a plan never generates a secret.
+    secrets: Callable[[], Mapping[str, str]] | None = None
 
 
 class StackFailed(Exception):
@@ -95,11 +117,16 @@ class Workspace(Protocol):
     def outputs(self, spec: StackSpec) -> dict[str, Any] | None:
         """The stack's current outputs, or None when the stack does not exist."""
 
+    def config_secret(self, spec: StackSpec, key: str) -> str | None:
+        """The secret ``key`` of the stack's configuration, decrypted; None when the stack or
+        the key does not exist. Reads only."""
+
     def preview(self, spec: StackSpec) -> dict[str, int]:
         """Preview an existing stack (select, never create): {operation: count}."""
 
     def up(self, spec: StackSpec) -> dict[str, Any]:
-        """Create or select the stack and update it: its outputs."""
+        """Create or select the stack, store ``spec.secrets`` in its configuration, and
+        update it: its outputs."""
 
     def destroy(self, spec: StackSpec) -> bool:
         """Destroy and remove the stack; False when it did not exist."""
@@ -179,18 +206,185 @@ def missing_credentials_error() -> HadeployError:
         "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", code=ExitCode.ENVIRONMENT)
 
 
-def backend_error(detail: str, settings: AwsSettings) -> HadeployError:
-    where = settings.backend_url or "the backend of 'pulumi login'"
+def backend_error(detail: str, where: str) -> HadeployError:
     if "passphrase" in detail.lower():
         return HadeployError(
             f"Pulumi cannot decrypt stack secrets on {where}: {detail}",
-            hint="export PULUMI_CONFIG_PASSPHRASE (or _FILE), or set aws.secrets_provider "
-            "to a KMS key such as 'awskms://alias/hadeploy'", code=ExitCode.ENVIRONMENT)
+            hint="export PULUMI_CONFIG_PASSPHRASE (or _FILE) with the passphrase the stacks "
+            "were created with, or set aws.secrets_provider to a KMS key such as "
+            "'awskms://alias/hadeploy?region=us-east-1'", code=ExitCode.ENVIRONMENT)
     return HadeployError(
         f"the Pulumi state backend ({where}) is not reachable: {detail}",
-        hint="log in with 'pulumi login s3://<bucket>' (or 'pulumi login' for Pulumi Cloud), "
-        "or set aws.backend_url in hadeploy.yaml; check network access to it",
+        hint="check aws.backend_url (or PULUMI_BACKEND_URL), the credentials it needs (AWS "
+        "for s3://, PULUMI_ACCESS_TOKEN for Pulumi Cloud) and network access to it",
         code=ExitCode.ENVIRONMENT)
+
+
+# --- where the stacks' state and configuration live ------------------------------------
+
+@dataclass(frozen=True)
+class PulumiState:
+    """Where a deployment's stacks keep their state (the backend) and their configuration
+    files, and what encrypts their secrets. Resolved once per run by :func:`pulumi_state`."""
+
+    backend_url: str
+    source: str  # "aws.backend_url", "PULUMI_BACKEND_URL" or DEFAULT_BACKEND
+    stacks_dir: Path  # <stacks_dir>/regional|global/Pulumi.<stack>.yaml
+    secrets_provider: str | None  # for 'pulumi stack init'; None: Pulumi Cloud's own
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The directory of a ``file://`` backend (Pulumi keeps ``.pulumi/`` in it)."""
+        if not self.backend_url.startswith("file://"):
+            return None
+        return Path(self.backend_url[len("file://"):]).expanduser()
+
+    def env(self) -> dict[str, str]:
+        """For every Pulumi command: the backend, above ``pulumi login`` and Pulumi.yaml."""
+        return {BACKEND_ENV: self.backend_url}
+
+    def config_dir(self, project: str) -> Path:
+        return self.stacks_dir / PROJECT_DIRS.get(project, project)
+
+    def config_file(self, project: str, stack: str) -> Path:
+        return self.config_dir(project) / f"Pulumi.{stack}.yaml"
+
+    def describe(self) -> str:
+        secrets_by = self.secrets_provider or "Pulumi Cloud's secrets provider"
+        if self.secrets_provider == "passphrase":
+            secrets_by = f"passphrase ({PASSPHRASE_ENV})"
+        return (f"Pulumi state: {self.backend_url} ({self.source}); stack configuration: "
+                f"{self.stacks_dir}/{{regional,global}}/Pulumi.<stack>.yaml; secrets "
+                f"encrypted by {secrets_by}")
+
+
+def stacks_root(env: Mapping[str, str], cwd: Path) -> Path:
+    """Where the stack configuration files live: ``$HADEPLOY_STACKS_DIR``, else
+    ``./stacks`` (relative to the current directory, like ./hadeploy.yaml)."""
+    given = env.get(STACKS_DIR_ENV)
+    path = Path(given) if given else Path("stacks")
+    return path if path.is_absolute() else cwd / path
+
+
+def pulumi_state(settings: AwsSettings, env: Mapping[str, str], *, state_root: Path,
+                 cwd: Path) -> PulumiState:
+    """The backend: ``aws.backend_url``, else ``PULUMI_BACKEND_URL``, else
+    ``file://<state root>`` (the state in ``<state root>/.pulumi/``, next to the
+    deployments' state directories; like ``.reconcile``, not a deployment name). The
+    backend of ``pulumi login`` is never used: where the state lives is always one of the
+    three, and ``plan`` says which. Secrets: ``aws.secrets_provider``; null (or ``default``)
+    means the passphrase on s3/gs/azblob/file backends, the service's own on Pulumi Cloud."""
+    from hadeploy.yamlload import clip
+
+    from_env = env.get(BACKEND_ENV) or None
+    if settings.backend_url:
+        if from_env and from_env != settings.backend_url:
+            raise HadeployError(
+                f"aws.backend_url is {clip(settings.backend_url)} but {BACKEND_ENV} is "
+                f"{clip(from_env)}: the stacks' state would be looked for in one of two places",
+                hint=f"unset {BACKEND_ENV} (aws.backend_url names the state), or make them "
+                "equal", code=ExitCode.BAD_INPUT)
+        url, source = settings.backend_url, "aws.backend_url"
+    elif from_env:
+        problem = backend_url_problem(from_env)
+        if problem is not None:
+            raise HadeployError(f"{BACKEND_ENV} {clip(from_env)} {problem[0]}",
+                                hint=f"{problem[1]}; or unset it and set aws.backend_url",
+                                code=ExitCode.BAD_INPUT)
+        url, source = from_env, BACKEND_ENV
+    else:
+        url, source = f"file://{state_root.absolute()}", DEFAULT_BACKEND
+    provider = settings.secrets_provider
+    if provider in (None, "default"):
+        provider = None if url.startswith("https://") else "passphrase"
+    return PulumiState(url, source, stacks_root(env, cwd), provider)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no")
+
+
+def check_state_env(state: PulumiState, env: Mapping[str, str], cwd: Path) -> None:
+    """Refuse, before any Pulumi command, what would lose state or leave secrets
+    unencrypted: in a pipeline (``CI`` set) the default backend inside the checkout (a
+    pipeline throws its workspace away, and the stacks with it); a passphrase provider
+    without a passphrase (or with an empty one, which protects nothing)."""
+    local = state.local_dir
+    if state.source == DEFAULT_BACKEND and _truthy(env.get("CI")) and local is not None \
+            and local.absolute().is_relative_to(cwd.absolute()):
+        raise HadeployError(
+            f"in a pipeline (CI is set) the Pulumi state would be kept in {local}, inside "
+            "this checkout, which the pipeline does not keep: the next run would not find "
+            "the stacks", hint="set aws.backend_url (e.g. s3://<bucket>/hadeploy), or "
+            f"export {BACKEND_ENV}, or point HADEPLOY_STATE_DIR at a directory the runner "
+            "keeps (docs/gitops.md)", code=ExitCode.BAD_INPUT)
+    if state.secrets_provider != "passphrase":
+        return
+    fix = (f"export {PASSPHRASE_ENV} (in a pipeline: a masked secret variable) or "
+           f"{PASSPHRASE_FILE_ENV}, or set aws.secrets_provider to a KMS key such as "
+           "'awskms://alias/hadeploy?region=us-east-1'")
+    where = f"the stacks' secrets (on {state.backend_url}) are encrypted with a passphrase"
+    if env.get(PASSPHRASE_FILE_ENV):
+        if not Path(env[PASSPHRASE_FILE_ENV]).is_file():
+            raise HadeployError(f"{where}, and {PASSPHRASE_FILE_ENV} names no file "
+                                f"({env[PASSPHRASE_FILE_ENV][:200]})", hint=fix,
+                                code=ExitCode.ENVIRONMENT)
+        return
+    if not env.get(PASSPHRASE_ENV):
+        state_of = "empty" if PASSPHRASE_ENV in env else "not set"
+        raise HadeployError(f"{where}, and {PASSPHRASE_ENV} is {state_of}", hint=fix,
+                            code=ExitCode.ENVIRONMENT)
+
+
+def read_stack_file(path: Path) -> dict[str, Any] | None:
+    """A stack configuration file (``Pulumi.<stack>.yaml``); None when there is none."""
+    from hadeploy.yamlload import load_file
+
+    if not path.exists():
+        return None
+    doc = load_file(path)
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("config") or {}, dict):
+        raise HadeployError(f"{path}: is not a Pulumi stack configuration (a mapping with "
+                            "'config:')", hint="restore it from version control, or move it "
+                            "away (its secrets are lost then)", code=ExitCode.BAD_INPUT)
+    return doc
+
+
+def stack_file_secret(path: Path, key: str) -> str | None:
+    """The ciphertext of secret ``key`` in a stack configuration file; None when absent.
+    A plain-text value is refused: hadeploy's secrets are only ever stored encrypted."""
+    doc = read_stack_file(path)
+    value = ((doc or {}).get("config") or {}).get(key)
+    if value is None:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("secure"), str) and value["secure"]:
+        return str(value["secure"])
+    raise HadeployError(f"{path}: {key} is stored in plain text, not as a Pulumi secret",
+                        hint="delete the line and rotate the secret (whoever saw the file "
+                        "knows it): set HADEPLOY_APP_SECRET for one 'hadeploy up', which "
+                        "stores it encrypted ('secure: ...')", code=ExitCode.BAD_INPUT)
+
+
+def recorded_provider(doc: Mapping[str, Any]) -> str | None:
+    """The secrets provider a stack configuration file records: ``secretsprovider``, else
+    ``passphrase`` when it holds an ``encryptionsalt``; None when it records none."""
+    provider = doc.get("secretsprovider")
+    if isinstance(provider, str) and provider:
+        return provider
+    return "passphrase" if doc.get("encryptionsalt") else None
+
+
+def provider_problem(doc: Mapping[str, Any], wanted: str | None) -> str | None:
+    """Why the secrets provider recorded in a stack's file is not the configured one (a
+    stack keeps the provider it was created with; Pulumi would silently use that one)."""
+    recorded = recorded_provider(doc)
+    if recorded is None or wanted is None:
+        return None
+    if recorded.split("?")[0] == wanted.split("?")[0]:
+        return None
+    return f"its secrets are encrypted by {recorded}, but aws.secrets_provider means {wanted}"
 
 
 def _tail(text: str, lines: int = 6) -> str:
@@ -202,75 +396,189 @@ def _tail(text: str, lines: int = 6) -> str:
 # --- the real workspace --------------------------------------------------------------------
 
 class PulumiWorkspace:
-    """:class:`Workspace` over ``pulumi.automation`` (inline programs, local CLI)."""
+    """:class:`Workspace` over ``pulumi.automation`` (inline programs, local CLI).
+
+    Every operation runs in a fresh temporary project directory (removed afterwards) whose
+    ``Pulumi.yaml`` names the project and, through ``stackConfigDir``, a link to the
+    stack's configuration directory (:meth:`PulumiState.config_dir`): Pulumi reads and
+    writes ``Pulumi.<stack>.yaml`` there, and nothing else lands in it. A fresh directory
+    per operation also keeps concurrent stacks from sharing Pulumi's per-project workspace
+    file. A read (outputs, preview, a secret) links the directory only when the stack's file
+    exists: a plan writes nothing into it."""
 
     def __init__(self, settings: AwsSettings, env: Mapping[str, str] | None = None,
-                 log: Log = print) -> None:
+                 log: Log = print, *, state: PulumiState | None = None) -> None:
         self._settings = settings
         self._env = dict(env or {})
         self._log = log
+        if state is None:
+            from hadeploy.state import state_root
 
-    def _options(self, project: str) -> Any:
+            state = pulumi_state(settings, self._env, state_root=state_root(), cwd=Path.cwd())
+        self.state = state
+
+    # -- plumbing --
+
+    def _error(self, detail: str) -> HadeployError:
+        return backend_error(detail, f"{self.state.backend_url} ({self.state.source})")
+
+    def _options(self, work_dir: str) -> Any:
         from pulumi import automation as auto
 
-        backend = auto.ProjectBackend(self._settings.backend_url) \
-            if self._settings.backend_url else None
         return auto.LocalWorkspaceOptions(
-            project_settings=auto.ProjectSettings(name=project, runtime="python",
-                                                  backend=backend),
-            secrets_provider=self._settings.secrets_provider, env_vars=self._env)
+            work_dir=work_dir, secrets_provider=self.state.secrets_provider,
+            env_vars={**self._env, **self.state.env()})
 
-    def check(self) -> str:
-        from pulumi import automation as auto
+    def _no_local_state(self) -> bool:
+        """A ``file://`` backend whose directory does not exist holds no stack (and Pulumi
+        would fail to open it): reads answer without Pulumi, and create nothing."""
+        local = self.state.local_dir
+        return local is not None and not local.is_dir()
 
+    def _prepare(self, spec: StackSpec) -> None:
+        """Before an update: the backend directory (file://) and the configuration
+        directory exist, and the stack's file records the configured secrets provider."""
+        for directory, what in ((self.state.local_dir, "the Pulumi state directory"),
+                                (self.state.config_dir(spec.project),
+                                 f"the stack configuration directory (${STACKS_DIR_ENV})")):
+            if directory is None:
+                continue
+            try:
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise HadeployError(f"{directory} ({what}) cannot be created: "
+                                    f"{exc.strerror or exc}", hint="make it writable, or set "
+                                    f"{STACKS_DIR_ENV} / aws.backend_url elsewhere",
+                                    code=ExitCode.ENVIRONMENT) from None
+        path = self.state.config_file(spec.project, spec.name)
+        problem = provider_problem(read_stack_file(path) or {}, self.state.secrets_provider)
+        if problem is not None:
+            raise HadeployError(
+                f"{path}: {problem}",
+                hint=f"re-encrypt it: cd {path.parent} && {BACKEND_ENV}="
+                f"{self.state.backend_url} pulumi stack change-secrets-provider --stack "
+                f"{spec.name} '{self.state.secrets_provider}' (with a Pulumi.yaml naming "
+                f"{spec.project}), or set aws.secrets_provider back", code=ExitCode.BAD_INPUT)
+
+    @contextlib.contextmanager
+    def _project(self, project: str, stack: str | None, *, link: bool) -> Iterator[str]:
+        """A temporary project directory for ``project`` (see the class)."""
+        import yaml
+
+        work_dir = Path(tempfile.mkdtemp(prefix="hadeploy-pulumi-"))
         try:
-            opts = self._options(REGIONAL_PROJECT)
-            workspace = auto.LocalWorkspace(project_settings=opts.project_settings,
-                                            secrets_provider=opts.secrets_provider,
-                                            env_vars=opts.env_vars)
-            return str(workspace.who_am_i().user)
-        except FileNotFoundError:
-            raise missing_cli_error() from None
-        except auto.CommandError as exc:
-            raise backend_error(_tail(str(exc)), self._settings) from None
+            doc: dict[str, Any] = {"name": project, "runtime": "python",
+                                   "description": "hadeploy (Automation API, inline program)"}
+            config_dir = self.state.config_dir(project)
+            if stack is not None and (link or self.state.config_file(project,
+                                                                    stack).is_file()):
+                (work_dir / "config").symlink_to(config_dir.absolute(),
+                                                 target_is_directory=True)
+                doc["stackConfigDir"] = "config"
+            (work_dir / "Pulumi.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+            yield str(work_dir)
+        finally:
+            with contextlib.suppress(OSError):
+                (work_dir / "config").unlink()
+            shutil.rmtree(work_dir, ignore_errors=True)
 
-    def _stack(self, spec: StackSpec, create: bool) -> Any:
+    def _stack(self, spec: StackSpec, create: bool, work_dir: str) -> Any:
         from pulumi import automation as auto
 
         make = auto.create_or_select_stack if create else auto.select_stack
         try:
             return make(stack_name=spec.name, project_name=spec.project, program=spec.program,
-                        opts=self._options(spec.project))
+                        opts=self._options(work_dir))
         except FileNotFoundError:
             raise missing_cli_error() from None
 
     def _run(self, spec: StackSpec, action: Callable[[Any], Any], create: bool = True) -> Any:
         from pulumi import automation as auto
 
-        try:
-            return action(self._stack(spec, create))
-        except auto.StackNotFoundError:
-            raise
-        except auto.CommandError as exc:
-            detail = _tail(str(exc))
-            if "passphrase" in detail.lower() or "login" in detail.lower():
-                raise backend_error(detail, self._settings) from None
-            raise StackFailed(detail) from None
+        if create:
+            self._prepare(spec)
+        with self._project(spec.project, spec.name, link=create) as work_dir:
+            try:
+                return action(self._stack(spec, create, work_dir))
+            except auto.StackNotFoundError:
+                raise
+            except auto.CommandError as exc:
+                detail = _tail(str(exc))
+                if "passphrase" in detail.lower() or "login" in detail.lower():
+                    raise self._error(detail) from None
+                raise StackFailed(detail) from None
 
     def _printer(self, spec: StackSpec) -> Callable[[str], None]:
         prefix = f"[{spec.name}] "
         return lambda line: self._log(prefix + line.rstrip())
 
+    def _set_secret(self, stack: Any, key: str, value: str) -> None:
+        """``pulumi config set --secret`` with the value on stdin (the Automation API's
+        set_config would put it on the command line)."""
+        from pulumi.automation import CommandError
+        from pulumi.automation._cmd import CommandResult
+
+        ws = stack.workspace
+        command = str(getattr(ws.pulumi_command, "command", None) or "pulumi")
+        proc = subprocess.run(  # fixed arguments; the value goes to stdin
+            [command, "--non-interactive", "config", "set", "--secret", "--stack",
+             stack.name, key], input=value, text=True, capture_output=True, check=False,
+            cwd=ws.work_dir, env={**os.environ, **ws.env_vars, "PULUMI_AUTOMATION_API": "true"},
+            timeout=300)
+        if proc.returncode != 0:
+            raise CommandError(CommandResult(proc.stdout, proc.stderr, proc.returncode))
+
+    def _store_secrets(self, spec: StackSpec, stack: Any) -> None:
+        path = self.state.config_file(spec.project, spec.name)
+        for key, value in (spec.secrets() if spec.secrets else {}).items():
+            if stack_file_secret(path, key) is not None \
+                    and stack.get_config(key).value == value:
+                continue
+            self._set_secret(stack, key, value)
+
+    # -- the Workspace protocol --
+
+    def check(self) -> str:
+        from pulumi import automation as auto
+
+        check_state_env(self.state, self._env, Path.cwd())
+        if self._no_local_state():
+            return f"local ({self.state.local_dir} is created by the first 'up')"
+        try:
+            with self._project(REGIONAL_PROJECT, None, link=False) as work_dir:
+                opts = self._options(work_dir)
+                workspace = auto.LocalWorkspace(work_dir=work_dir,
+                                                secrets_provider=opts.secrets_provider,
+                                                env_vars=opts.env_vars)
+                return str(workspace.who_am_i().user)
+        except FileNotFoundError:
+            raise missing_cli_error() from None
+        except auto.CommandError as exc:
+            raise self._error(_tail(str(exc))) from None
+
     def outputs(self, spec: StackSpec) -> dict[str, Any] | None:
         from pulumi import automation as auto
 
+        if self._no_local_state():
+            return None
         try:
-            stack = self._stack(spec, create=False)
-            return {k: v.value for k, v in stack.outputs().items()}
+            return dict(self._run(spec, lambda s: {k: v.value for k, v in s.outputs().items()},
+                                  create=False))
         except auto.StackNotFoundError:
             return None
-        except auto.CommandError as exc:
-            raise backend_error(_tail(str(exc)), self._settings) from None
+        except StackFailed as exc:
+            raise self._error(str(exc)) from None
+
+    def config_secret(self, spec: StackSpec, key: str) -> str | None:
+        from pulumi import automation as auto
+
+        path = self.state.config_file(spec.project, spec.name)
+        if stack_file_secret(path, key) is None or self._no_local_state():
+            return None
+        try:
+            return str(self._run(spec, lambda s: s.get_config(key).value, create=False))
+        except auto.StackNotFoundError:
+            return None
 
     def preview(self, spec: StackSpec) -> dict[str, int]:
         result = self._run(spec, lambda s: s.preview(color="never",
@@ -279,7 +587,11 @@ class PulumiWorkspace:
         return {str(k): int(v) for k, v in (result.change_summary or {}).items()}
 
     def up(self, spec: StackSpec) -> dict[str, Any]:
-        result = self._run(spec, lambda s: s.up(color="never", on_output=self._printer(spec)))
+        def update(stack: Any) -> Any:
+            self._store_secrets(spec, stack)
+            return stack.up(color="never", on_output=self._printer(spec))
+
+        result = self._run(spec, update)
         return {k: v.value for k, v in result.outputs.items()}
 
     def destroy(self, spec: StackSpec) -> bool:
@@ -287,9 +599,11 @@ class PulumiWorkspace:
 
         def destroy(stack: Any) -> bool:
             stack.destroy(color="never", on_output=self._printer(spec))
-            stack.workspace.remove_stack(spec.name)
+            stack.workspace.remove_stack(spec.name)  # and its Pulumi.<stack>.yaml
             return True
 
+        if self._no_local_state():
+            return False
         try:
             return bool(self._run(spec, destroy, create=False))
         except auto.StackNotFoundError:
@@ -358,12 +672,17 @@ def no_hosts(_region: str, _aws_region: str, _key: str, _value: str) -> list[Hos
 class Stacks:
     """The deployment's stacks: preview, up, destroy, and the topology they built."""
 
-    def __init__(self, dep: Deployment, *, settings: AwsSettings | None = None,
+    def __init__(self, dep: Deployment, *, settings: AwsSettings | None = None,  # noqa: PLR0913 - keyword-only options
                  workspace: Workspace | None = None, log: Log = print,
                  env: Mapping[str, str] | None = None,
                  credentials: Callable[[], bool] | None = None,
                  host_lister: HostLister | None = None,
-                 app_secret: Callable[[], str] = lambda: "") -> None:
+                 app_secret: Callable[[], str] = lambda: "",
+                 state_root: Path | None = None, cwd: Path | None = None) -> None:
+        """``app_secret``: a secret kept elsewhere before (``<state>/secrets/app-secret`` of
+        earlier versions), used when no stack configuration holds one; ``state_root``: the
+        hadeploy state root (the default backend lives there); ``cwd``: what ./stacks is
+        relative to."""
         self.dep = dep
         self.settings = settings or settings_of(dep)
         check_deployment(dep, self.settings)
@@ -372,17 +691,34 @@ class Stacks:
         self._workspace = workspace
         self._credentials = credentials or (lambda: aws_credentials_available(self._env))
         self._host_lister = host_lister
-        self._app_secret = app_secret
+        self._legacy_secret = app_secret
+        self._state_root, self._cwd = state_root, cwd
+        self._pulumi_state: PulumiState | None = None
         self._lock = threading.Lock()
+        self._secret_lock = threading.Lock()
+        self._secret: str | None = None
+        self._secret_looked = False
 
     # -- plumbing --
 
     @property
+    def pulumi_state(self) -> PulumiState:
+        """Where the stacks' state and configuration live (:func:`pulumi_state`)."""
+        if self._pulumi_state is None:
+            from hadeploy.state import state_root
+
+            self._pulumi_state = pulumi_state(
+                self.settings, self._env, state_root=self._state_root or state_root(),
+                cwd=self._cwd or Path.cwd())
+        return self._pulumi_state
+
+    @property
     def workspace(self) -> Workspace:
         if self._workspace is None:
+            state = self.pulumi_state  # a configuration problem first (exit 2), then the CLI
             if shutil.which("pulumi", path=self._env.get("PATH")) is None:
                 raise missing_cli_error()
-            self._workspace = PulumiWorkspace(self.settings, self._env, self._log)
+            self._workspace = PulumiWorkspace(self.settings, self._env, self._log, state=state)
         return self._workspace
 
     def preflight(self) -> str:
@@ -394,6 +730,42 @@ class Stacks:
     def _say(self, msg: str) -> None:
         with self._lock:
             self._log(msg)
+
+    # -- the application secret --
+
+    def app_secret(self, *, generate: bool = False) -> str:
+        """The application secret of every regional stack, looked up once per run:
+        ``HADEPLOY_APP_SECRET`` (which an update then stores: a rotation); else the one the
+        regional stacks keep in their configuration (``hadeploy:appSecret``, a Pulumi
+        secret; the primary's first); else the one earlier versions kept in
+        ``<state>/secrets/app-secret``; else, with ``generate`` (up, down), a new one, which
+        every update stores. Without ``generate`` (a plan) a missing secret is a stand-in:
+        nothing is generated or stored."""
+        with self._secret_lock:
+            if self._secret is None and not self._secret_looked:
+                self._secret = self._find_secret()
+                self._secret_looked = True
+            if self._secret is None and generate:
+                self._secret = secrets.token_urlsafe(32)
+                self._say("generated the application secret; the regional stacks keep it, "
+                          f"encrypted, as {SECRET_KEY} in their stack configuration")
+            return self._secret or PLAN_SECRET
+
+    def _find_secret(self) -> str | None:
+        if self._env.get(SECRET_ENV):
+            return self._env[SECRET_ENV]
+        primary = self.dep.primary.name
+        for region in [primary] + [r.name for r in self.dep.regions if r.name != primary]:
+            found = self.workspace.config_secret(self.regional_spec(region, None), SECRET_KEY)
+            if found:
+                return found
+        return self._legacy_secret() or None
+
+    def _stored_secrets(self) -> Mapping[str, str]:
+        """What an update stores in a regional stack's configuration: the secret, once
+        there is a real one (never the plan's stand-in)."""
+        value = self.app_secret(generate=True)
+        return {SECRET_KEY: value} if value != PLAN_SECRET else {}
 
     def _deployment_json(self) -> str:
         data = self.dep.model_dump(mode="json")
@@ -415,7 +787,7 @@ class Stacks:
         if teardown is not None:
             inputs["hadeploy:teardownStamp"] = teardown.stamp
             inputs["hadeploy:deleteBackups"] = "true" if teardown.delete_backups else "false"
-        dep, settings, secret = self.dep, self.settings, self._app_secret
+        dep, settings, secret = self.dep, self.settings, self.app_secret
 
         def program() -> None:
             from hadeploy.infra.regional import RegionalInputs, regional_program
@@ -425,7 +797,8 @@ class Stacks:
                 peer_efs_id=peer_efs or None, global_db_ready=global_db_ready,
                 teardown=teardown))
 
-        return StackSpec(REGIONAL_PROJECT, plan.stack_name, program, inputs, region)
+        return StackSpec(REGIONAL_PROJECT, plan.stack_name, program, inputs, region,
+                         secrets=self._stored_secrets)
 
     def global_spec(self, regions: list[str]) -> StackSpec:
         refs = {r: stack_ref(self.settings, self.dep.name, r) for r in regions}
@@ -498,6 +871,7 @@ class Stacks:
         report = AwsReport("up")
         regions = [r.name for r in self.dep.regions]
         before = self._current_outputs(regions)
+        self._secret_for_up(before)  # once, before the regions update concurrently
         results = self._regional_round("up", regions, before)
         now: dict[str, Mapping[str, Any] | None] = {
             r: (results[r].outputs if results[r].ok else before.get(r)) for r in regions}
@@ -519,6 +893,23 @@ class Stacks:
         report.topology = self.topology(now, report.stacks[-1].outputs)
         report.operate = operate_doc(self.dep, self.settings, now, report.stacks[-1].outputs)
         return report
+
+    def _secret_for_up(self, before: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """The secret an up stores. Generated only when no regional stack was ever built:
+        a built stack's configuration holds its secret, so when none is found the files
+        an earlier run wrote were lost, and a new secret would silently change the one the
+        hosts use (every pipeline run would rotate it)."""
+        built = [r.name for r in self.dep.regions if before.get(r.name)]
+        if self.app_secret(generate=not built) != PLAN_SECRET:
+            return
+        where = self.pulumi_state.config_dir(REGIONAL_PROJECT)
+        raise HadeployError(
+            f"the stacks of {', '.join(built)} exist, but no stack configuration holds their "
+            f"application secret ({SECRET_KEY} in {where}/Pulumi.<stack>.yaml): the files an "
+            "earlier 'up' wrote there were not kept", hint="restore them (commit the stack "
+            "configuration directory after every 'up'; docs/aws.md#where-the-state-lives), "
+            f"or run one 'up' with {SECRET_ENV} set to the secret the hosts use (or to a new "
+            "one, to rotate it)", code=ExitCode.BAD_INPUT)
 
     def _update_global(self, outputs: Mapping[str, Mapping[str, Any] | None],
                        report: AwsReport) -> StackResult:
@@ -553,6 +944,8 @@ class Stacks:
         configured); the others are reported as stacks to create."""
         report = AwsReport("preview")
         existing = [r.name for r in self.dep.regions if regional.get(r.name)]
+        if existing:
+            self.app_secret()  # the stacks' own (read, never generated): no false change
         results = self._regional_round("preview", existing, regional)
         report.stacks.extend(results[r] for r in existing)
         name = f"{self.dep.name}-global"
@@ -590,6 +983,8 @@ class Stacks:
                             stamp=stamp or time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
         known = self._current_outputs(regions)
         existing = [r for r in regions if known.get(r)]
+        if existing:
+            self.app_secret(generate=True)
         prepared = self._regional_round("up", existing, known, teardown)
         blocked: list[str] = []
         for region in existing:
