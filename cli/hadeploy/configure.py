@@ -35,6 +35,53 @@ class HostStats:
     skipped: int = 0
 
 
+@dataclass(frozen=True)
+class DriftItem:
+    """One task that Ansible's check mode says would change a host: the host differs from
+    what the roles make it."""
+
+    host: str
+    task: str
+    path: str | None = None  # the file, when the task manages one
+    diff: str = ""  # a unified diff (before → after), cut to DIFF_LINES lines
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.task}" + (f" ({self.path})" if self.path else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "task": self.task, "path": self.path, "diff": self.diff}
+
+
+DIFF_LINES = 40
+
+
+def diff_text(diffs: Any) -> tuple[str | None, str]:
+    """Ansible's ``diff`` result (one dict or a list of them, with before/after and their
+    headers) as (the file it names, a unified diff of at most DIFF_LINES lines)."""
+    import difflib
+
+    path: str | None = None
+    lines: list[str] = []
+    for d in diffs if isinstance(diffs, list) else [diffs]:
+        if not isinstance(d, dict):
+            continue
+        before, after = d.get("before"), d.get("after")
+        header = str(d.get("before_header") or "")  # the file on the host (after: the source)
+        if header and path is None and header.startswith("/"):
+            path = header
+        if isinstance(before, str) and isinstance(after, str):
+            lines += difflib.unified_diff(before.splitlines(), after.splitlines(),
+                                          str(d.get("before_header") or "before"),
+                                          str(d.get("after_header") or "after"),
+                                          lineterm="", n=1)
+        elif before is not None or after is not None:
+            lines.append(f"- {json.dumps(before, sort_keys=True, default=str)[:300]}")
+            lines.append(f"+ {json.dumps(after, sort_keys=True, default=str)[:300]}")
+    if len(lines) > DIFF_LINES:
+        lines = [*lines[:DIFF_LINES], f"... ({len(lines) - DIFF_LINES} more lines)"]
+    return path, "\n".join(lines)
+
+
 @dataclass
 class PlaybookResult:
     playbook: str
@@ -42,6 +89,7 @@ class PlaybookResult:
     seconds: float
     hosts: dict[str, HostStats] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    drift: list[DriftItem] = field(default_factory=list)  # check mode: what would change
 
     @property
     def changed(self) -> int:
@@ -119,7 +167,10 @@ def _env() -> dict[str, str]:
 
 def run_playbook(inventory: Path, state: Path, playbook: str = "site.yml", *,
                  extravars: dict[str, Any] | None = None, limit: str | None = None,
-                 on_task: Callable[[str, int], None] = lambda _t, _n: None) -> PlaybookResult:
+                 on_task: Callable[[str, int], None] = lambda _t, _n: None,
+                 check: bool = False) -> PlaybookResult:
+    """Run ``playbook``; with ``check``, in Ansible's check mode with diffs (nothing on the
+    hosts changes) and every task that would change a host collected in ``drift``."""
     if shutil.which("ansible-playbook", path=_env()["PATH"]) is None:
         raise HadeployError("ansible-playbook is not installed next to hadeploy",
                             hint="pip install ansible (scripts/setup.sh does it)",
@@ -142,6 +193,14 @@ def run_playbook(inventory: Path, state: Path, playbook: str = "site.yml", *,
             detail = res.get("msg") or res.get("stderr") or res.get("reason") or ""
             result.failures.append(f"{data.get('host')}: {data.get('task')}: "
                                    f"{str(detail).strip()[:500]}")
+        elif (kind == "runner_on_ok" and check and (data.get("res") or {}).get("changed")
+              and "/handlers/" not in str(data.get("task_path"))):  # a handler: a consequence
+            res = data.get("res") or {}
+            path, text = diff_text(res.get("diff") or [])
+            path = next((str(res[k]) for k in ("dest", "path") if isinstance(res.get(k), str)
+                         and str(res[k]).startswith("/")), path)
+            result.drift.append(DriftItem(str(data.get("host")), str(data.get("task")), path,
+                                          text))
         elif kind == "playbook_on_stats":
             for attr, key in (("ok", "ok"), ("changed", "changed"), ("failed", "failures"),
                               ("unreachable", "dark"), ("skipped", "skipped")):
@@ -156,6 +215,7 @@ def run_playbook(inventory: Path, state: Path, playbook: str = "site.yml", *,
         private_data_dir=str(private), playbook=str(paths.playbook(playbook)),
         inventory=str(inventory), envvars=_env(), extravars=extravars or {}, limit=limit,
         forks=25, quiet=True, rotate_artifacts=3, suppress_env_files=True,
+        cmdline="--check --diff" if check else None,
         settings={"suppress_ansible_output": True})
     config.prepare()
     config.env = _only_passed(config.env)

@@ -13,11 +13,13 @@ from hadeploy.targets import ApplyHooks, ApplyReport, Plan, Target, plan
 
 
 def up(target: Target[Any], *, converge: bool = False, hooks: ApplyHooks | None = None,
-       confirm: Callable[[Plan], None] = lambda _plan: None) -> ApplyReport:
+       confirm: Callable[[Plan], None] = lambda _plan: None, drift: bool = False
+       ) -> ApplyReport:
     """Plan and apply under the deployment lock. ``confirm`` sees the plan first (aws asks
-    on a terminal, like ``pulumi up``); it raises to abort with nothing changed."""
+    on a terminal, like ``pulumi up``); it raises to abort with nothing changed. ``drift``:
+    compare the hosts with the roles first, and configure the regions that differ."""
     with target.state.lock("up"):
-        changes = plan(target, converge=converge)
+        changes = plan(target, converge=converge, drift=drift)
         if target.confirm_apply and changes.changes:
             confirm(changes)
         return target.apply(changes, hooks or ApplyHooks())

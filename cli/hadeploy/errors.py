@@ -21,6 +21,7 @@ class ExitCode(enum.IntEnum):
     VERIFY_FAILED = 5  # the change was made but could not be verified
     ENVIRONMENT = 6  # a required tool/service is missing or unreachable
     NOT_AVAILABLE = 7  # the feature/target is not available (yet)
+    CHANGES = 8  # plan --detailed-exitcode: 'up' would change something, or drift was found
     ABORTED = 130  # the user declined a confirmation or interrupted
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -22,6 +22,11 @@ from hadeploy.commands._common import (
     stderr_console,
 )
 
+if TYPE_CHECKING:
+    from hadeploy.config import Deployment
+    from hadeploy.state import StateDir
+    from hadeploy.targets import ApplyReport
+
 T = TypeVar("T")
 
 
@@ -33,6 +38,9 @@ def up(
     state_dir: StateDirOpt = None,
     converge: bool = typer.Option(
         False, "--converge", help="Run Ansible on every region even when nothing seems changed."),
+    drift: bool = typer.Option(
+        False, "--drift", help="Compare every running host with the roles first (Ansible's "
+        "check mode, as 'plan --drift') and configure the regions that differ."),
     yes: YesOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -49,12 +57,20 @@ def up(
 
     Example:  hadeploy up --regions east,west
     """
+    dep, state = resolve(config, regions, deployment, state_dir, for_up=True, target=target)
+    report = apply(dep, state, converge=converge, yes=yes, quiet=quiet, drift=drift)
+    print_report(report, json_out=json_out, quiet=quiet)
+
+
+def apply(dep: Deployment, state: StateDir, *, converge: bool = False, yes: bool = False,
+          quiet: bool = False, drift: bool = False) -> ApplyReport:
+    """What 'hadeploy up' does once it knows the deployment: plan and apply under the
+    deployment lock, progress on stderr (also what 'hadeploy reconcile' applies with)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from hadeploy import deploy, targets
     from hadeploy.targets import ApplyHooks, Plan
 
-    dep, state = resolve(config, regions, deployment, state_dir, for_up=True, target=target)
     console = stderr_console(quiet)
 
     def ask(plan: Plan) -> None:
@@ -74,12 +90,21 @@ def up(
             progress.update(bar, description=f"ansible task {n}: {task}")
 
         target_ = targets.for_deployment(dep, state, log=log)
-        report = _explained(lambda: deploy.up(target_, converge=converge,
-                                              hooks=ApplyHooks(log, on_task), confirm=ask),
-                            dep.target.value)
+        if drift:
+            log("comparing the running hosts with the roles (Ansible check mode)")
+        return _explained(lambda: deploy.up(target_, converge=converge,
+                                            hooks=ApplyHooks(log, on_task), confirm=ask,
+                                            drift=drift),
+                          dep.target.value)
+
+
+def print_report(report: ApplyReport, *, json_out: bool = False, quiet: bool = False) -> None:
+    """'up''s output: the report as JSON on stdout, or the Ansible table and the summary on
+    stderr."""
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
+    console = stderr_console(quiet)
     _print_ansible(console, report.to_dict().get("ansible"))
     for line in report.summary():
         console.print(line)

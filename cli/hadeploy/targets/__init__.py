@@ -7,6 +7,8 @@ A target turns the desired state into running infrastructure and operates it:
 - :meth:`Target.live` — what exists now; :meth:`Target.diff` — the changes that would
   make the live state the desired one. ``plan`` prints this list and ``up`` applies this
   same list, so the two cannot disagree;
+- :meth:`Target.check_drift` — (``--drift``) how the hosts differ from what the roles make
+  them, by Ansible's check mode; the regions that differ are configured again;
 - :meth:`Target.apply`, :meth:`Target.destroy`, :meth:`Target.topology`;
 - :meth:`Target.runtime` — what ``status``, ``failover`` and ``watch`` operate on: the
   topology, the DNS provider, the region operations and any extra vantage points. It
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hadeploy.config import Deployment
+    from hadeploy.configure import DriftItem
     from hadeploy.data import Archiving, DataState, HostRun, Integrity, Slot
     from hadeploy.dns.base import DnsProvider
     from hadeploy.quorum import Vote
@@ -73,12 +76,33 @@ class Change:
 
 
 @dataclass
+class Drift:
+    """How the hosts differ from what the roles make them (Ansible's check mode)."""
+
+    items: dict[str, list[DriftItem]] = field(default_factory=dict)  # region → what differs
+    checked: list[str] = field(default_factory=list)  # the hosts that were compared
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)  # hosts that could not be compared
+
+    @property
+    def found(self) -> bool:
+        return any(self.items.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"found": self.found, "checked": self.checked, "seconds": round(self.seconds, 1),
+                "problems": self.problems,
+                "items": [{"region": r, **i.to_dict()} for r, items in self.items.items()
+                          for i in items]}
+
+
+@dataclass
 class Plan:
     """The changes ``up`` would make, and notes that are not changes."""
 
     target: str
     changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    drift: Drift | None = None  # None: the hosts were not compared (no --drift)
 
     def of(self, *actions: str, kind: str | None = None) -> list[Change]:
         return [c for c in self.changes if c.action in actions
@@ -183,6 +207,10 @@ class Target(Protocol, Generic[LiveT]):
     def diff(self, desired: list[Desired], live: LiveT, *, converge: bool = False) -> Plan:
         """``converge``: configure every region even when nothing seems changed."""
 
+    def check_drift(self, live: LiveT) -> Drift:
+        """Compare the hosts with what the roles make them (nothing changes on them); what
+        differs is kept in ``live`` for :meth:`diff`, which configures those regions."""
+
     def apply(self, plan: Plan, hooks: ApplyHooks) -> ApplyReport: ...
 
     def destroy(self, log: Log, *, delete_backups: bool = False) -> list[str]:
@@ -194,10 +222,15 @@ class Target(Protocol, Generic[LiveT]):
     def runtime(self) -> Runtime: ...
 
 
-def plan(target: Target[Any], *, converge: bool = False) -> Plan:
+def plan(target: Target[Any], *, converge: bool = False, drift: bool = False) -> Plan:
     """The changes ``up`` would make: the diff of the desired objects against the live
-    state. Read-only; ``plan`` prints it, ``up`` applies it."""
-    return target.diff(target.desired(), target.live(), converge=converge)
+    state. Read-only; ``plan`` prints it, ``up`` applies it. ``drift``: compare the hosts'
+    configuration too (slower: an Ansible run in check mode)."""
+    live = target.live()
+    found = target.check_drift(live) if drift else None
+    result = target.diff(target.desired(), live, converge=converge)
+    result.drift = found
+    return result
 
 
 def for_deployment(dep: Deployment, state: StateDir, *, log: Log = _quiet) -> Target[Any]:

@@ -14,7 +14,6 @@ vantage points.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +26,14 @@ from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import ProbeResult
 from hadeploy.state import StateDir, StateError, load_model, read_text
 from hadeploy.status import DataReaders, StatusDoc, collect
-from hadeploy.targets import ApplyHooks, Change, Desired, Plan, Runtime
+from hadeploy.targets import ApplyHooks, Change, Desired, Drift, Plan, Runtime
 from hadeploy.targets.aws.ops import AwsRegionOps, OperateDoc, Route53Checkers
 from hadeploy.topology import Host, HostKind, RegionTopology, Topology
 
 Log = Callable[[str], None]
 ENDPOINT_ENV = ("HADEPLOY_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")  # moto, LocalStack
 ROUTE53_VOTES_ENV = "HADEPLOY_ROUTE53_VOTES"  # "0": Route 53's checkers do not vote
-SECRET_FILE = "secrets/app-secret"  # noqa: S105 - a path, not a secret
+SECRET_FILE = "secrets/app-secret"  # noqa: S105 - a path (earlier versions), not a secret
 
 
 def _quiet(_message: str) -> None:
@@ -88,24 +87,16 @@ class AwsTarget:
             from hadeploy.targets.aws.driver import Stacks, list_hosts_boto3
 
             self._stacks = Stacks(self.dep, log=self.log, host_lister=list_hosts_boto3,
-                                  app_secret=self._app_secret)
+                                  app_secret=self._legacy_app_secret,
+                                  state_root=self.state.path.parent)
         return self._stacks
 
-    def _app_secret(self) -> str:
-        """The application secret: ``HADEPLOY_APP_SECRET``, else the one generated at the
-        first ``up`` (``<state>/secrets/app-secret``, 0600). A plan never generates one."""
-        from hadeploy.targets.aws.driver import SECRET_ENV
-
-        if os.environ.get(SECRET_ENV):
-            return os.environ[SECRET_ENV]
+    def _legacy_app_secret(self) -> str:
+        """The secret earlier versions generated into ``<state>/secrets/app-secret``: used
+        (and then stored in the stacks' configuration) when no stack holds one yet. The
+        secret now lives in the regional stacks' configuration only (see the driver)."""
         text = read_text(self.state.file(SECRET_FILE))
-        if text:
-            return text.strip()
-        if not self.state.locked:  # a plan: preview with a stand-in, write nothing
-            return "not-generated-yet"
-        value = secrets.token_urlsafe(32)
-        self.state.write(SECRET_FILE, value)
-        return value
+        return text.strip() if text else ""
 
     # -- provisioning ---------------------------------------------------------------------
 
@@ -123,6 +114,14 @@ class AwsTarget:
     def live(self) -> AwsLive:
         regional, glob = self.stacks.current()
         return AwsLive(regional, glob)
+
+    def check_drift(self, live: AwsLive) -> Drift:
+        raise HadeployError(
+            "--drift is not available on aws yet: its hosts are not configured by Ansible "
+            "from this machine, so there is no check mode to compare them with",
+            hint="the stacks' preview (plain 'hadeploy plan') compares with Pulumi's recorded "
+            "state; run 'pulumi refresh' on a stack to see changes made outside Pulumi",
+            code=ExitCode.NOT_AVAILABLE)
 
     def diff(self, desired: list[Desired], live: AwsLive, *, converge: bool = False) -> Plan:
         plan = Plan("aws")
@@ -142,6 +141,7 @@ class AwsTarget:
                 detail = ", ".join(f"{k} {v}" for k, v in sorted(changes.items()))
                 plan.changes.append(Change("update", "stack", want.name, want.region, detail))
         plan.notes += report.notes
+        plan.notes.append(self.stacks.pulumi_state.describe())
         if converge:
             plan.notes.append("--converge has no effect on aws: every 'up' updates every stack")
         return plan

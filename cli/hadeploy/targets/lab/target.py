@@ -24,12 +24,13 @@ from typing import Any
 
 from hadeploy import backup, configure, dbsecrets
 from hadeploy.config import Deployment
+from hadeploy.configure import DriftItem
 from hadeploy.data import DataState, settle_region
 from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import StateDir, write_if_changed
 from hadeploy.status import FILES_KEY, DataReaders, StatusDoc, collect, host_url
-from hadeploy.targets import ApplyHooks, Change, Desired, Plan, Runtime
+from hadeploy.targets import ApplyHooks, Change, Desired, Drift, Plan, Runtime
 from hadeploy.targets.lab import image, knot, naming, podman
 from hadeploy.topology import Host, HostKind, RegionTopology, Topology, region_group
 
@@ -100,6 +101,7 @@ class LabLive:
     unhealthy: dict[str, list[str]] = field(default_factory=dict)
     dns_answer: list[str] | None = None  # None: the server could not be asked
     dns_error: str | None = None
+    drift: dict[str, list[DriftItem]] = field(default_factory=dict)  # check_drift's findings
 
 
 @dataclass
@@ -392,6 +394,39 @@ class LabTarget:
         except HadeployError as exc:
             live.dns_error = exc.message
 
+    def check_drift(self, live: LabLive) -> Drift:
+        """Ansible's check mode (``--check --diff``) over every running host of every region:
+        each task that would change a host is drift (a hand-edited file, a stopped service,
+        another app version). Nothing changes on the hosts and nothing is written in the
+        state directory: the inventory and Ansible's artifacts live in a temporary
+        directory. Standby hosts that are stopped are not compared (they are configured
+        when they start)."""
+        import tempfile
+
+        start = time.monotonic()
+        topo = self.topology()
+        drift = Drift()
+        running = [h for r in topo.regions for h in r.hosts
+                   if live.containers.get(h.name, LiveContainer(None, "", None)).state
+                   == "running"]
+        if not running:
+            drift.problems.append("no host runs: nothing to compare")
+            return drift
+        region_of = {h.name: h.region for h in running}
+        with tempfile.TemporaryDirectory(prefix="hadeploy-drift-") as tmp:
+            inventory = configure.write_inventory(topo, self.dep, Path(tmp),
+                                                  connection_vars(self.state.path))
+            result = configure.run_playbook(inventory, Path(tmp), PLAYBOOK, check=True,
+                                            limit=",".join(sorted(region_of)))
+        drift.checked = sorted(region_of)
+        drift.problems = list(result.failures)
+        for item in result.drift:
+            if item.host in region_of:
+                drift.items.setdefault(region_of[item.host], []).append(item)
+        live.drift = drift.items
+        drift.seconds = time.monotonic() - start
+        return drift
+
     # -- diff -----------------------------------------------------------------------------
 
     def diff(self, desired: list[Desired], live: LabLive, *, converge: bool = False) -> Plan:
@@ -497,7 +532,19 @@ class LabTarget:
             # Back from a crash failover, but Patroni does not answer yet (hosts booting):
             # settling waits for it, so Ansible never finds the region still paused.
             return f"it is back from a crash failover: make it {want.spec}{rejoin}"
+        if region not in restarted_db and self._patroni_stopped(topo.region(region), live):
+            # Patroni stopped on every running member (by hand, a crash): started again, the
+            # boot fence pauses the cluster; settled before Ansible, whose app checks read it.
+            return f"Patroni does not run on its hosts: start it and make it {want.spec}"
         return ""
+
+    @staticmethod
+    def _patroni_stopped(region: RegionTopology, live: LabLive) -> bool:
+        db = [h for h in region.hosts if h.kind is HostKind.DB and not h.standby]
+        state = live.data.get(region.name)
+        return bool(db) and state is not None and state.role == "down" and all(
+            live.containers.get(h.name, LiveContainer(None, "", None)).state == "running"
+            for h in db)
 
     @staticmethod
     def _configure_reason(want: Desired, live: LabLive, touched: set[str],
@@ -511,6 +558,10 @@ class LabTarget:
             return "configuration changed"
         if live.unhealthy.get(region):
             return f"unhealthy: {', '.join(live.unhealthy[region])}"
+        if live.drift.get(region):
+            items = live.drift[region]
+            return f"drift: {items[0]}" + (f" and {len(items) - 1} more" if len(items) > 1
+                                           else "")
         return ""
 
     # -- apply ----------------------------------------------------------------------------
@@ -692,6 +743,9 @@ class LabTarget:
         assert data is not None  # a database change exists only with a database tier
         for change in changes:
             region = topo.region(change.name)
+            if change.detail.startswith("Patroni does not run"):
+                for host in (h for h in region.hosts if h.kind is HostKind.DB):
+                    podman.exec_(host.name, "systemctl", "start", "--no-block", "patroni")
             done = settle_region(data, self.state, region, primary, wait=60.0)
             if done is None and region.name in self.state.region_flags().rejoin:
                 raise HadeployError(
