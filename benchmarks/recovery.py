@@ -47,6 +47,8 @@ PROFILES = {
     "fast": {"probe_interval": 0.5, "probe_timeout": 0.4, "failure_threshold": 4, "ttl": 2},
     # the same without the extra failure: a 1.2 s blink can fail 3 probes in a row
     "fast3": {"probe_interval": 0.5, "probe_timeout": 0.4, "failure_threshold": 3, "ttl": 2},
+    # "fast" with a 1 s TTL: a client that just resolved comes back a second sooner
+    "fast1": {"probe_interval": 0.5, "probe_timeout": 0.4, "failure_threshold": 4, "ttl": 1},
 }
 HD = [sys.executable, "-m", "hadeploy"]
 BLINK = 1.2

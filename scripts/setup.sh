@@ -23,6 +23,9 @@ SYSTEM_PACKAGES=(
   gpgv                        # ... and with gpgv (Priority: required, named anyway)
   tar                         # the debootstrap root is tarred into 'podman import'
   openssh-client              # ssh: Ansible reaches lab hosts over SSH; ssh-keygen: their key
+                              #   (and the SSH signatures 'reconcile --require-signed' checks)
+  git                         # 'hadeploy reconcile' fetches the repository, verifies signatures
+  systemd                     # systemd-analyze verifies the units drill schedule/reconcile print
   python3                     # Debian's Python 3.11 for the virtualenv (not a pyenv/other one)
   python3-venv                # its venv module: not in a minimal Debian
   ca-certificates             # HTTPS to PyPI (pip) and to the Debian mirror

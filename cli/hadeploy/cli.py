@@ -19,6 +19,7 @@ from hadeploy.commands import (
     failover,
     init,
     plan,
+    reconcile,
     report,
     status,
     up,
@@ -40,7 +41,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "init": init.init, "plan": plan.plan, "up": up.up, "status": status.status,
     "down": down.down, "failover": failover.failover, "failback": failover.failback,
     "watch": watch.watch, "restore": backup.restore, "drill": drill.drill,
-    "doctor": doctor.doctor, "report": report.report,
+    "doctor": doctor.doctor, "report": report.report, "reconcile": reconcile.reconcile,
 }
 
 

@@ -447,6 +447,15 @@ def check_ssh(ctx: Context) -> Check:
     return Check("ssh", "ssh client", "ok", f"{version}; ssh-keygen present", why)
 
 
+def check_git(ctx: Context) -> Check:
+    why = ("'hadeploy reconcile' fetches the deployment's repository and verifies commit "
+           "signatures with git (not needed by up)")
+    if ctx.sys.which("git") is None:
+        return Check("git", "git", "warn", "git not on PATH", why, f"{APT} git")
+    version = _tail(ctx.sys.run(["git", "--version"], timeout=15).out) or "git"
+    return Check("git", "git", "ok", version, why)
+
+
 def check_ansible(ctx: Context) -> Check:
     why = "hosts are configured by ansible-playbook from the same environment as hadeploy"
     bindir = ctx.sys.python_bin()
@@ -683,7 +692,8 @@ def check_aws_credentials(ctx: Context) -> Check:
 
 
 def check_pulumi_backend(ctx: Context) -> Check:
-    why = "stack state and secrets live in the Pulumi backend (pulumi login / aws.backend_url)"
+    why = ("stack state lives in the Pulumi backend (aws.backend_url, else PULUMI_BACKEND_URL, "
+           "else the state directory); its secrets need PULUMI_CONFIG_PASSPHRASE or a KMS key")
     title = "Pulumi state backend"
     if ctx.sys.which("pulumi") is None:
         return Check("pulumi-backend", title, "fail", "needs the pulumi CLI", why,
@@ -716,9 +726,9 @@ def check_pulumi_backend(ctx: Context) -> Check:
     exc = result.get("error")
     if exc is None:
         return Check("pulumi-backend", title, "fail", "'pulumi whoami' did not answer in 60 s",
-                     why, "pulumi login s3://<bucket> (or set aws.backend_url)")
+                     why, "check aws.backend_url (e.g. s3://<bucket>) and network access to it")
     return Check("pulumi-backend", title, "fail", exc.message, why,
-                 exc.hint or "pulumi login s3://<bucket>")
+                 exc.hint or "check aws.backend_url (e.g. s3://<bucket>)")
 
 
 # --- registry and entry points --------------------------------------------------------------
@@ -730,7 +740,7 @@ LAB_CHECKS: tuple[tuple[str, CheckFn], ...] = (
     ("network-backend", check_network_backend), ("container-init", check_container_init),
     ("iptables", check_iptables), ("ip-forward", check_ip_forward),
     ("disk-images", check_disk_images), ("disk-state", check_disk_state), ("ssh", check_ssh),
-    ("ansible", check_ansible), ("lab-image", check_lab_image),
+    ("git", check_git), ("ansible", check_ansible), ("lab-image", check_lab_image),
     ("debootstrap", check_debootstrap), ("container-run", check_container_run),
     ("systemd-boot", check_systemd_boot),
 )

@@ -7,6 +7,7 @@ Layout of ``<state root>/<deployment>/`` (mode 0700):
   regions.json           region states a failover recorded: promoted, fenced
   failover-journal.json  an unfinished failover (removed when it completes)
   converged.json         fingerprint of the configuration Ansible last converged, per region
+  reconcile.json         what 'hadeploy reconcile' last applied from git, and its result
   dns/                   TSIG key and knotd configuration (0600), zone files
   ssh/                   the deployment's SSH key and the hosts' known_hosts
   inventory/             the generated Ansible inventory (hosts.yml + group_vars)

@@ -189,6 +189,25 @@ class DrillStatus(_Doc):
     report: str | None  # the Markdown report
 
 
+class ReconcileStatus(_Doc):
+    """What 'hadeploy reconcile' last did (<state>/reconcile.json): the revision of the
+    followed branch the deployment is in sync with, and the last attempt's result."""
+
+    repo: str
+    branch: str
+    path: str
+    revision: str | None  # the revision last applied successfully (None: none yet)
+    applied_at: str | None  # when it was last applied
+    result: Literal["ok", "failed", "refused"]  # the last attempt's outcome
+    error: str | None
+    stage: Literal["fetch", "verify", "config", "plan", "apply"] | None  # where it failed
+    attempts: int  # attempts at `head` (failures in a row while it fails)
+    head: str | None  # the branch head of the last attempt (== revision when in sync)
+    drift_seen: bool  # `revision` drifted after it was applied and was applied again
+    drift_at: str | None
+    checked_at: str  # the reconciler's last check (also when there was nothing to do)
+
+
 class StatusDoc(_Doc):
     """``hadeploy status --json``, schema version 1."""
 
@@ -203,6 +222,7 @@ class StatusDoc(_Doc):
     dns: DnsStatus
     regions: list[RegionStatus]
     drills: list[DrillStatus] = []  # the last drill of each scenario, by scenario
+    reconcile: ReconcileStatus | None = None  # null: no 'hadeploy reconcile' applied here
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False)
@@ -389,7 +409,8 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         or any(r.data is not None and r.data.archiving is not None
                and r.data.archiving.failing for r in regions)
         or any(r.backup is not None and bool(r.backup.problems) for r in regions),
-        history_error=history_error, dns=dns_doc, regions=regions, drills=_drills(state))
+        history_error=history_error, dns=dns_doc, regions=regions, drills=_drills(state),
+        reconcile=reconcile_status(state))
 
 
 def _utc(at: float | None) -> str | None:
@@ -537,6 +558,21 @@ def _drills(state: Path) -> list[DrillStatus]:
     return [last[k] for k in sorted(last)]
 
 
+def reconcile_status(state: Path) -> ReconcileStatus | None:
+    """The reconciler's record (reconcile.json), or None when there is none or it cannot
+    be read (status never fails on it; the reconciler rewrites it)."""
+    from hadeploy.reconcile import read_record
+    from hadeploy.state import StateDir, StateError
+
+    try:
+        record = read_record(StateDir(state))
+    except StateError:
+        return None
+    if record is None:
+        return None
+    return ReconcileStatus(**record.model_dump(exclude={"version"}))
+
+
 def _history(state: Path, regions: list[str]) -> tuple[dict[str, Any], str | None]:
     """Recent probe history per region (written by 'watch'), read-only; ({}, None) when
     there is none, ({}, why) when the database cannot be read."""
@@ -621,7 +657,25 @@ def render_text(status: StatusDoc) -> Any:
             lines.append(Text(f"    probes, last {hist['window_seconds'] / 60:.0f} min: "
                               + ", ".join(parts), "dim"))
     lines += [Text(*_drill_line(drill)) for drill in doc.get("drills") or []]
+    lines += [Text(*reconcile_line(rec)) for rec in [doc.get("reconcile")] if rec]
     return Group(*lines)
+
+
+def reconcile_line(rec: dict[str, Any]) -> tuple[str, str]:
+    """The status line of the GitOps reconciler, and its style."""
+    synced = (f"in sync with {rec['revision'][:12]} (applied {rec['applied_at']})"
+              if rec["revision"] else "nothing applied yet")
+    text = f"reconcile: {rec['repo']} {rec['branch']}:{rec['path']}: {synced}"
+    if rec["drift_seen"]:
+        text += f"; drift seen and corrected at {rec['drift_at']}"
+    if rec["result"] != "ok":
+        head = (rec["head"] or "?")[:12]
+        text += (f"; {rec['result'].upper()} at {head} ({rec['stage']}, attempt "
+                 f"{rec['attempts']}): "
+                 f"{(rec['error'] or '')[:300]}")
+    text += f"; last check {rec['checked_at']}"
+    return text, "dim" if rec["result"] == "ok" else "yellow" if rec["result"] == "failed" \
+        else "red"
 
 
 def _drill_line(drill: dict[str, Any]) -> tuple[str, str]:

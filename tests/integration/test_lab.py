@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -31,7 +33,7 @@ dns: {{zone: hdtest.test, record: app, ttl: 2}}
 regions:
   - {{name: east, role: primary, hosts: 2, lab_subnet: 10.92.1.0/24}}
   - {{name: west, role: secondary, hosts: 2, lab_subnet: 10.92.2.0/24}}
-data: {{hosts: 1, backup: {{enabled: false}}}}  # backups: test_backup_lab.py
+data: {{hosts: 1, backup: {{enabled: false}}}}  # backups: test_data_lab.py
 lab: {{control_subnet: 10.92.0.0/24}}
 """
 NORTH = "  - {name: north, role: secondary, hosts: 2, standby: warm, lab_subnet: 10.92.3.0/24}\n"
@@ -302,13 +304,6 @@ def test_up_repairs_then_second_up_changes_nothing(lab, measurements):
     assert json.loads(lab.cli("status", "--json").out)["healthy"] is True
 
 
-def test_converge_again_reports_changed_zero(lab, measurements):
-    doc = lab.json("up", "--converge")
-    measurements["second Ansible run over 10 hosts (s)"] = doc["ansible"]["seconds"]
-    assert doc["configured"] and doc["ansible"]["failures"] == []
-    assert doc["ansible"]["changed"] == 0, doc["ansible"]["hosts"]
-
-
 def test_plan_after_up_has_no_changes(lab):
     doc = lab.json("plan")
     assert doc["changes"] == [], doc
@@ -429,6 +424,138 @@ def test_drill_upgrade_resumes_the_roll_host_by_host_serving_region_last(lab, me
                                            f"hd-{NAME}-east-app1", f"hd-{NAME}-east-app2"]
     for lb in (f"hd-{NAME}-west-lb1", f"hd-{NAME}-west-lb2"):
         assert set(haproxy_states(lb).values()) == {"UP"}
+
+
+# --- GitOps: the deployment follows a git repository ----------------------------------------
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=hadeploy test", "-c",
+                           "user.email=test@hadeploy.test", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def commit_config(lab: Lab, text: str, message: str, branch: str = "main") -> str:
+    """Commit hadeploy.yaml on ``branch`` of the lab's bare repository; the new revision."""
+    clone = lab.workdir / "gitops" / "clone"
+    git(clone, "checkout", "-q", "-B", branch)
+    (clone / "hadeploy.yaml").write_text(text)
+    git(clone, "commit", "-q", "-am", message)
+    git(clone, "push", "-q", "-f", "origin", f"{branch}:{branch}")
+    return git(clone, "rev-parse", "HEAD")
+
+
+def test_reconcile_applies_each_commit_rolling_and_refuses_an_unsigned_one(lab, measurements):
+    """'hadeploy reconcile --once' from a bare repository: the revision that matches the
+    deployment applies nothing; a commit that bumps the app version is rolled out by the next
+    run under a client that sees not one failed request; under --require-signed an unsigned
+    commit is refused and audited, and nothing changes."""
+    from hadeploy.drill import Client
+
+    repo, clone = lab.workdir / "gitops" / "repo.git", lab.workdir / "gitops" / "clone"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True,
+                   capture_output=True)
+    current = (lab.workdir / "hadeploy.yaml").read_text()  # as the rolling tests left it
+    (clone / "hadeploy.yaml").write_text(current)
+    git(clone, "add", "hadeploy.yaml")
+    first = commit_config(lab, current, "the deployment as it runs")
+    doc = json.loads(lab.cli("reconcile", "--repo", str(repo), "--once", "--json").out)
+    assert doc["revision"] == first and doc["changes"] == [], doc
+    bumped = current.replace("version: 1.1.0", "version: 1.2.0")
+    assert bumped != current
+    second = commit_config(lab, bumped, "app 1.2.0")
+    load = Client("reconcile", lambda: (EAST_VIP, 3600.0), timeout=5.0).start()
+    try:
+        time.sleep(1)
+        start = time.monotonic()
+        r = lab.cli("reconcile", "--repo", str(repo), "--once", "--json")
+        seconds = time.monotonic() - start
+        time.sleep(1)
+    finally:
+        load.stop()
+    assert r.rc == 0, r.err[-3000:]
+    measurements["reconcile of an app version bump: requests, seconds"] = (
+        len(load.samples), round(seconds, 1))
+    assert [s for s in load.samples if not s.ok] == [] and len(load.samples) > 100
+    assert set(app_versions().values()) == {"1.2.0"}
+    synced = lab.json("status")["reconcile"]
+    assert synced["revision"] == second and synced["result"] == "ok", synced
+    signers = lab.workdir / "gitops" / "allowed_signers"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(lab.workdir / "gitops" / "signer")], check=True)
+    signers.write_text("ops@hadeploy.test " + (lab.workdir / "gitops" / "signer.pub")
+                       .read_text())
+    unsigned = commit_config(lab, bumped.replace("version: 1.2.0", "version: 1.3.0"),
+                             "app 1.3.0, unsigned")
+    r = lab.cli("reconcile", "--repo", str(repo), "--once", "--require-signed",
+                "--allowed-signers", str(signers))
+    assert r.rc == 3 and "Traceback" not in r.err, r.err
+    assert set(app_versions().values()) == {"1.2.0"}, "nothing applied"
+    refused = [a for a in lab_audit(lab) if a.get("operation") == "reconcile"
+               and a.get("result") == "refused"]
+    assert refused and refused[-1]["revision"] == unsigned, refused
+    commit_config(lab, bumped, "back to what runs")  # main = the deployment again
+    (lab.workdir / "hadeploy.yaml").write_text(bumped)
+
+
+def lab_audit(lab: Lab) -> list[dict]:
+    path = lab.state / NAME / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_example_pipelines_plan_apply_and_catch_a_hand_edit(lab, measurements):
+    """Every job of examples/gitops/ (GitHub Actions and GitLab CI), its shell lines in
+    order, in a checkout of the lab's bare repository, with the lab's state directory as
+    the runner's persistent one: the pull-request job plans a version bump as a markdown
+    comment (exit 8 is not a failure there), the apply job applies main, the drift job
+    passes on the converged lab (Ansible's check mode over the 10 running hosts finds
+    nothing), then fails on a hand-edited haproxy.cfg and a stopped keepalived, naming
+    host, task and file with the diff; 'up --drift' puts both back."""
+    from tests.pipelines import github_jobs, gitlab_jobs, run_job
+
+    repo = lab.workdir / "gitops" / "repo.git"
+    main = (lab.workdir / "hadeploy.yaml").read_text()
+    commit_config(lab, main.replace("version: 1.2.0", "version: 1.3.0"), "app 1.3.0",
+                  branch="bump")
+    env = {"HADEPLOY_STATE_DIR": str(lab.state),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def checkout(branch: str, name: str) -> Path:
+        work = lab.workdir / "gitops" / name
+        subprocess.run(["git", "clone", "-q", "-b", branch, str(repo), str(work)],
+                       check=True, capture_output=True)
+        return work
+
+    jobs = {"github": github_jobs(), "gitlab": gitlab_jobs()}
+    for forge, forge_jobs in jobs.items():
+        work = checkout("bump", f"{forge}-pr")
+        r = run_job(forge_jobs["plan"], work, env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        comment = (work / "plan.md").read_text()
+        assert "| configure | configuration `east`" in comment, comment
+        assert "**2 change(s)**" in comment and "none: restarts roll" in comment, comment
+        r = run_job(forge_jobs["apply"], checkout("main", f"{forge}-main"), env)
+        assert r.returncode == 0, r.stderr[-2000:]
+    start = time.monotonic()
+    r = run_job(jobs["github"]["drift"], checkout("main", "github-drift"), env)
+    measurements["drift check over 10 running hosts (s)"] = round(time.monotonic() - start, 1)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "**No changes**" in r.stdout and "drift on every running host" in r.stdout
+    lb1, lb2 = f"hd-{NAME}-east-lb1", f"hd-{NAME}-west-lb2"
+    podman("exec", lb1, "sh", "-c", "echo '# hand edit' >> /etc/haproxy/haproxy.cfg")
+    podman("exec", lb2, "systemctl", "stop", "keepalived")
+    r = run_job(jobs["gitlab"]["drift"], checkout("main", "gitlab-drift"), env)
+    assert r.returncode == 8, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"**east** `{lb1}`: Write the haproxy configuration (`/etc/haproxy/haproxy.cfg`)" \
+        in r.stdout, r.stdout
+    assert "  -# hand edit" in r.stdout and f"**west** `{lb2}`" in r.stdout, r.stdout
+    doc = lab.json("up", "--drift")
+    assert doc["configured"] and doc["ansible"]["failures"] == []
+    changed = {h for h, st in doc["ansible"]["hosts"].items() if st["changed"]}
+    assert changed == {lb1, lb2}, doc["ansible"]["hosts"]
+    assert "# hand edit" not in podman("exec", lb1, "cat", "/etc/haproxy/haproxy.cfg").stdout
+    assert podman("exec", lb2, "systemctl", "is-active", "keepalived").stdout.strip() == "active"
+    assert lab.cli("plan", "--detailed-exitcode").rc == 0
 
 
 def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["init", "plan", "up", "status", "down", "failover", "failback", "watch", "drill"]
+COMMANDS = ["init", "plan", "up", "status", "down", "failover", "failback", "watch", "drill",
+            "reconcile"]
 
 
 def test_root_help(cli):

@@ -36,7 +36,7 @@ class FakeSystem(System):
         self.environ = {"PATH": "/usr/bin", "HOME": "/root"}
         self.euid = 0
         self.binaries = {n: f"/usr/bin/{n}" for n in (
-            "podman", "runc", "iptables", "ssh", "ssh-keygen", "debootstrap", "gpgv")}
+            "podman", "runc", "iptables", "ssh", "ssh-keygen", "git", "debootstrap", "gpgv")}
         self.executables = {"/usr/bin/runc", doctor.DEFAULT_INIT_PATH,
                             "/venv/bin/ansible-playbook",
                             *(f"/usr/lib/cni/{p}" for p in doctor.CNI_PLUGINS)}
