@@ -541,18 +541,22 @@ def test_the_example_pipelines_plan_apply_and_catch_a_hand_edit(lab, measurement
     measurements["drift check over 10 running hosts (s)"] = round(time.monotonic() - start, 1)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "**No changes**" in r.stdout and "drift on every running host" in r.stdout
-    lb1, lb2 = f"hd-{NAME}-east-lb1", f"hd-{NAME}-west-lb2"
+    lb1, lb2 = f"hd-{NAME}-east-lb1", f"hd-{NAME}-east-lb2"  # one region to repair
     podman("exec", lb1, "sh", "-c", "echo '# hand edit' >> /etc/haproxy/haproxy.cfg")
     podman("exec", lb2, "systemctl", "stop", "keepalived")
     r = run_job(jobs["gitlab"]["drift"], checkout("main", "gitlab-drift"), env)
     assert r.returncode == 8, r.stdout[-2000:] + r.stderr[-2000:]
     assert f"**east** `{lb1}`: Write the haproxy configuration (`/etc/haproxy/haproxy.cfg`)" \
         in r.stdout, r.stdout
-    assert "  -# hand edit" in r.stdout and f"**west** `{lb2}`" in r.stdout, r.stdout
+    assert "  -# hand edit" in r.stdout and f"**east** `{lb2}`: Enable and start keepalived" \
+        in r.stdout, r.stdout
+    assert "**west**" not in r.stdout, r.stdout
     doc = lab.json("up", "--drift")
     assert doc["configured"] and doc["ansible"]["failures"] == []
+    assert doc["configure_reason"].startswith("east: drift: hd-") and "and 1 more" in \
+        doc["configure_reason"] and "west" not in doc["configure_reason"], doc["configure_reason"]
     changed = {h for h, st in doc["ansible"]["hosts"].items() if st["changed"]}
-    assert changed == {lb1, lb2}, doc["ansible"]["hosts"]
+    assert changed == {lb1, lb2}, doc["ansible"]["hosts"]  # the other east hosts: unchanged
     assert "# hand edit" not in podman("exec", lb1, "cat", "/etc/haproxy/haproxy.cfg").stdout
     assert podman("exec", lb2, "systemctl", "is-active", "keepalived").stdout.strip() == "active"
     assert lab.cli("plan", "--detailed-exitcode").rc == 0

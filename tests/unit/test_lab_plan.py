@@ -140,3 +140,46 @@ def test_desired_state_reads_nothing_it_should_not_write(target, tmp_path):
     target.desired()
     target.diff(target.desired(), converged(target))
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+# --- drift (plan --drift) and a database whose Patroni was stopped ---------------------------
+
+def test_drift_found_on_a_host_configures_its_region_and_names_it(target):
+    from hadeploy.configure import DriftItem
+
+    live = converged(target)
+    assert changes(target, live) == []
+    live.drift = {"east": [DriftItem("hd-demo-east-lb1", "Write the haproxy configuration",
+                                     "/etc/haproxy/haproxy.cfg"),
+                           DriftItem("hd-demo-east-lb2", "Enable and start keepalived")]}
+    assert changes(target, live) == [
+        "configure configuration east (drift: hd-demo-east-lb1: Write the haproxy "
+        "configuration (/etc/haproxy/haproxy.cfg) and 1 more)"]
+
+
+def test_a_cluster_whose_patroni_stopped_everywhere_is_started_and_settled(tmp_path):
+    """Its hosts run, no member's Patroni answers: started again, the boot fence pauses it,
+    so it is settled before Ansible (whose app checks read it). Hosts that restart are the
+    other rule's case; a standby region's stopped hosts are no case at all."""
+    from hadeploy.data import DataState
+    from hadeploy.patroni import ClusterView, Member
+
+    dep = config.parse({"name": "demo", "regions": [
+        {"name": "east", "role": "primary", "hosts": 1, "lab_subnet": "10.91.1.0/24"},
+        {"name": "west", "role": "secondary", "hosts": 1, "lab_subnet": "10.91.2.0/24"}],
+        "data": {"hosts": 1}, "failover": {"quorum": 1}})
+    state = StateDir(tmp_path / "demo")
+    TsigKey.generate("hadeploy-demo").save(state.path / "dns" / "tsig.json")
+    lab = LabTarget(dep, state)
+    live = converged(lab)
+    live.data = {
+        "east": DataState("east", "hd-demo-east", ClusterView([Member(
+            "hd-demo-east-db1", "10.91.1.13", role="primary", state="running")])),
+        "west": DataState("west", "hd-demo-west", ClusterView([Member(
+            "hd-demo-west-db1", "10.91.2.13", error="ConnectionRefusedError")]))}
+    assert changes(lab, live) == [
+        "settle database west (Patroni does not run on its hosts: start it and make it "
+        "standby of east)"]
+    live.containers["hd-demo-west-db1"] = LiveContainer(
+        live.containers["hd-demo-west-db1"].spec, "exited", "west")
+    assert "settle database west" not in " ".join(changes(lab, live))
