@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -114,16 +114,20 @@ class Outcome:
 
 
 def region_votes(topo: Topology, dep: Deployment, *, local: LocalVantage | None = None,
-                 timeout: float | None = None, extra: ExtraVotes | None = None
+                 timeout: float | None = None, extra: ExtraVotes | None = None,
+                 only: str | None = None, skip_probers: Collection[str] = ()
                  ) -> tuple[list[Vote], dict[str, Any]]:
-    """One probe round: this machine probes every region; every prober is asked;
-    ``extra`` adds the target's own observers (each one vote per region)."""
+    """One probe round: this machine probes every region (``only``: that one); every
+    prober is asked (but those of the regions in ``skip_probers``); ``extra`` adds the
+    target's own observers (each one vote per region)."""
     from concurrent.futures import ThreadPoolExecutor
 
     timeout = timeout if timeout is not None else dep.failover.probe_timeout
     local = local or LocalVantage()
-    urls = {r.name: f"{r.url}{dep.app.health_path}" for r in topo.regions}
-    probers = {r.name: r.prober for r in topo.regions if r.prober}
+    urls = {r.name: f"{r.url}{dep.app.health_path}" for r in topo.regions
+            if only is None or r.name == only}
+    probers = {r.name: r.prober for r in topo.regions
+               if r.prober and r.name not in skip_probers}
     with ThreadPoolExecutor(max_workers=max(1, len(urls) + len(probers))) as pool:
         local_f = {name: pool.submit(probe, url, timeout) for name, url in urls.items()}
         prober_f = {name: pool.submit(fetch_prober, url, timeout)
@@ -263,8 +267,9 @@ def _prepare_and_check(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
 
     started_something = bool(out.actions)
     t = time.monotonic()
-    seen = _fresh(ctx, req, target) if not started_something else None
-    verdict = seen.assessment if seen is not None else _wait_healthy(ctx, target)
+    fresh = _fresh(ctx, req, target)
+    seen = fresh if not started_something else None
+    verdict = seen.assessment if seen is not None else _wait_healthy(ctx, target, fresh)
     out.health = {**verdict.to_dict(), "source": "probed" if seen is None else
                   f"watch's round {time.time() - seen.at:.2f} s before"}
     out.phases["health"] = time.monotonic() - t
@@ -415,14 +420,23 @@ def _fresh(ctx: FailoverContext, req: FailoverRequest, target: RegionTopology) -
     return seen
 
 
-def _wait_healthy(ctx: FailoverContext, target: RegionTopology) -> Assessment:
+def _wait_healthy(ctx: FailoverContext, target: RegionTopology,
+                  seen: Seen | None = None) -> Assessment:
     """A region that was just started or unfenced needs a few probe intervals before every
-    vantage point has seen it healthy; give them that long, not more."""
+    vantage point has seen it healthy; give them that long, not more. Only the target is
+    probed; the probers that did not answer watch's fresh round (``seen``: their region
+    just went down) are not asked again, so no round waits out their timeout."""
     policy = ctx.dep.failover
     patience = max(3 * policy.probe_interval, 2.0)
+    silent: set[str] = set()
+    if seen is not None:
+        answered = {v.vantage for v in seen.assessment.votes}
+        silent = {r.name for r in ctx.topology.regions
+                  if r.prober and f"probe@{r.name}" not in answered}
     t = time.monotonic()
     while True:
-        votes, _ = region_votes(ctx.topology, ctx.dep, extra=ctx.extra_votes)
+        votes, _ = region_votes(ctx.topology, ctx.dep, extra=ctx.extra_votes,
+                                only=target.name, skip_probers=silent)
         verdict = assess(target.name, votes, policy)
         if verdict.healthy or time.monotonic() - t > patience:
             return verdict

@@ -186,6 +186,29 @@ def test_watch_verdict_spares_the_health_guard_a_second_probe_only_when_fresh(
     assert info.value.code is ExitCode.REFUSED and dns.answer == [EAST]
 
 
+def test_after_an_unfence_only_the_target_is_probed_and_silent_probers_are_not_asked(
+        tmp_path: Path, healthy, monkeypatch):
+    """Prepare changed something (a fence lifted): the guard probes again, but only the
+    target, and not the probers that did not answer watch's round (their region is gone:
+    asking would wait out their timeout)."""
+    probes: list[str] = []
+    asked: list[str] = []
+    real = failover.probe
+    monkeypatch.setattr(failover, "probe", lambda url, timeout=1.0: probes.append(url)
+                        or real(url, timeout))
+    monkeypatch.setattr(failover, "fetch_prober", lambda url, timeout: asked.append(url))
+    ctx, _rec, _dns = world(tmp_path)
+    ctx.ops.prepare = lambda region, timeout: [f"lifted the fence of {region.name}"]
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="watch",
+                                                 seen=seen("west", True, 0.1)))
+    assert out.result == "done" and out.health["source"] == "probed"
+    assert probes and all(url.startswith(TOPO.region("west").url) for url in probes), probes
+    assert asked == [], "both probers were silent in the round"
+    probes[:], _dns.answer = [], [EAST]
+    failover.failover(ctx, FailoverRequest(to="west", reason="operator"))  # no round seen
+    assert len(asked) == len([r for r in TOPO.regions if r.prober])
+
+
 @pytest.mark.parametrize("to", ["mars", "", "west\n", "WEST"])
 def test_unknown_or_empty_region_is_bad_input_before_anything(tmp_path: Path, healthy, to):
     ctx, rec, _dns = world(tmp_path)
