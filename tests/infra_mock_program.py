@@ -87,7 +87,7 @@ def steady_scenarios(dep: dict[str, Any], prefix: str = "") -> dict[str, dict[st
         config: dict[str, Any] = {"peerReady": n > 1,
                                   "globalDbReady": bool(dep.get("data", {}).get("enabled"))}
         if region["role"] == "primary" and n > 1:
-            config["peerEfsId"] = "fs-0peer0efs0id"
+            config["peerEfsId"] = "fs-0123456789abcdef0"  # as EFS writes ids
         scenarios[f"{prefix}{region['name']}"] = regional_scenario(dep, region["name"], **config)
     scenarios[f"{prefix}global"] = global_scenario(dep)
     return scenarios
@@ -359,6 +359,10 @@ def storage_problems(graph: dict[str, Any], *, replicate_to: str | None) -> list
     got = replication[0]["inputs"]["destination"]["region"] if replication else None
     if got != replicate_to:
         problems.append(f"EFS replicates to {got}, want {replicate_to}")
+    exports = graph.get("exports") or {}
+    if exports and exports.get("efs_mount_source") != f"{exports.get('efs_dns_name')}:/":
+        problems.append(f"the hosts would mount {exports.get('efs_mount_source')!r}: role "
+                        "shared_storage needs the NFS source '<EFS DNS name>:/'")
     return problems
 
 
@@ -453,6 +457,14 @@ def dns_problems(graph: dict[str, Any], dep: dict[str, Any]) -> list[str]:
         break
     if order != [r["name"] for r in regions]:
         problems.append(f"failover order {order}, want {[r['name'] for r in regions]}")
+    # Route 53 rejects an alias to a name that has no record yet: a SECONDARY that aliases
+    # the next level's name is created after both of that name's records.
+    for r in records:
+        target = ((r["inputs"].get("aliases") or [{}])[0]).get("name")
+        late = sorted(x["name"] for x in (by_name.get(target) or {}).values()
+                      if x["urn"] not in r["dependencies"])
+        if late:
+            problems.append(f"{r['name']} aliases {target} but does not depend on {late}")
     for r in records:
         kinds = [p["type"] for p in r["inputs"].get("failoverRoutingPolicies") or []]
         is_chain = r["inputs"]["aliases"][0]["name"] in by_name
@@ -691,8 +703,8 @@ def regional_problems(graph: dict[str, Any], dep: dict[str, Any], region: str, *
     secret = one(graph, "aws:ssm/parameter:Parameter")
     if secret["inputs"].get("value") != {"__secret__": True}:
         problems.append("the app secret reaches the SSM parameter unencrypted in state")
-    missing = {"alb_dns_name", "alb_zone_id", "efs_dns_name", "asg_name", "backup_vault_arn",
-               "artifacts_bucket_arn", "host_tag"} - set(graph["exports"])
+    missing = {"alb_dns_name", "alb_zone_id", "efs_dns_name", "efs_mount_source", "asg_name",
+               "backup_vault_arn", "artifacts_bucket_arn", "host_tag"} - set(graph["exports"])
     if missing:
         problems.append(f"exports lack {sorted(missing)}")
     return problems

@@ -43,7 +43,7 @@ class Host:
 @dataclass(frozen=True)
 class SharedStorage:
     type: StorageType
-    source: str  # lab: volume name; aws: the EFS file system's DNS name
+    source: str  # lab: volume name; aws: the EFS mount source, '<DNS name>:/'
     path: str = APP_DATA_DIR
 
 

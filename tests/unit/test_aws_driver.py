@@ -25,7 +25,7 @@ from hadeploy.targets.aws.driver import (
     aws_credentials_available,
     pulumi_state,
 )
-from hadeploy.topology import Host, HostKind
+from hadeploy.topology import Host, HostKind, render_inventory
 from tests.infra_mock_program import deployment
 
 
@@ -82,6 +82,7 @@ class FakeWorkspace:
             outputs = {"alb_dns_name": f"alb-{spec.region}.elb.amazonaws.com",
                        "alb_zone_id": "ZALB", "efs_id": f"fs-{spec.region}",
                        "efs_dns_name": f"fs-{spec.region}.efs.{aws_region}.amazonaws.com",
+                       "efs_mount_source": f"fs-{spec.region}.efs.{aws_region}.amazonaws.com:/",
                        "vpc_cidr": "10.100.0.0/16", "aws_region": aws_region,
                        "host_tag": {"key": "hadeploy:hosts", "value": f"demo-{spec.region}"}}
             # As the program does: the primary creates the global database, a secondary
@@ -417,10 +418,35 @@ def test_topology_comes_from_stack_outputs():
     assert east.vip == "alb-us-east-1.elb.amazonaws.com"
     assert east.url == "https://alb-us-east-1.elb.amazonaws.com"
     assert (east.storage.type, east.storage.source) == (
-        "efs", "fs-us-east-1.efs.us-east-1.amazonaws.com")
+        "efs", "fs-us-east-1.efs.us-east-1.amazonaws.com:/")
     assert east.hosts == (Host("i-us-east-1", "10.100.128.10", HostKind.APP, "us-east-1"),)
     assert ("eu-west-1", "eu-west-1", "hadeploy:hosts", "demo-eu-west-1") in seen
     assert topo.dns.server == "ns-1.awsdns-01.org" and topo.dns.fqdn == "app.example.com."
+
+
+def test_hosts_mount_the_efs_root_not_the_bare_dns_name():
+    """Role shared_storage mounts ``shared_storage_source`` as an NFS source: ``<dns name>:/``
+    (``mount -t nfs4 fs-….amazonaws.com /srv/…`` without ``:/`` is no NFS source)."""
+    dep, settings = load(2)
+
+    def lister(region: str, *_: str) -> list[Host]:
+        return [Host(f"i-{region}", "10.100.128.10", HostKind.APP, region)]
+
+    ws = FakeWorkspace()
+    topo = target(dep, settings, ws, host_lister=lister).up().topology
+    assert topo is not None
+    hostvars = render_inventory(topo, dep)["all"]["children"]["app"]["hosts"]
+    assert {h: v["shared_storage_source"] for h, v in hostvars.items()} == {
+        "i-us-east-1": "fs-us-east-1.efs.us-east-1.amazonaws.com:/",
+        "i-eu-west-1": "fs-eu-west-1.efs.eu-west-1.amazonaws.com:/"}
+    assert {v["shared_storage_type"] for v in hostvars.values()} == {"efs"}
+    # A stack from before the efs_mount_source output: the source is still "<dns name>:/".
+    for outputs in ws.stacks.values():
+        outputs.pop("efs_mount_source", None)
+    older = target(dep, settings, ws, host_lister=lister).topology(
+        {r.name: ws.stacks[f"demo-{r.name}"] for r in dep.regions}, None)
+    assert older.region("eu-west-1").storage.source == (
+        "fs-eu-west-1.efs.eu-west-1.amazonaws.com:/")
 
 
 # --- the environment: CLI, credentials, backend --------------------------------------------

@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.aws_constraints import check_graphs
 from tests.conftest import REPO
 from tests.infra_mock_program import (
     ASG,
     EFS,
+    HEALTH_CHECK,
     MOUNT_TARGET,
     RDS_CLUSTER,
     RDS_GLOBAL,
@@ -145,6 +147,13 @@ def test_three_regions_fall_through_in_configured_order(graphs):
     assert sorted(by_name["app-failover-1.example.com"]) == [
         ("PRIMARY", "app-alb-eu-west-1.elb.amazonaws.com"),
         ("SECONDARY", "app-alb-ap-southeast-2.elb.amazonaws.com")]
+    # The top SECONDARY names the next level by a plain string: Route 53 accepts that alias
+    # only once the next level's records exist, so Pulumi must create them first.
+    records = {r["name"]: r for r in of_type(graph, RECORD)}
+    assert {records["dns-l1-primary"]["urn"], records["dns-l1-secondary"]["urn"]} <= set(
+        records["dns-l0-secondary"]["dependencies"])
+    assert not {r["urn"] for r in records.values()} & set(
+        records["dns-l1-secondary"]["dependencies"])  # the last level aliases the ALBs
 
 
 def test_weighted_mode_gives_every_region_a_health_checked_weight(graphs):
@@ -224,6 +233,85 @@ def test_a_single_az_region_is_refused():
         build_graph(scenario)
 
 
+# --- what AWS's APIs accept -----------------------------------------------------------------
+
+# Inputs AWS constrains (botocore's model or its documented wording) that the check must
+# keep covering: the ones a real preview rejected or would reject first.
+MUST_CHECK = {
+    (SG, "description"), (SG, "ingress[].description"), (SG, "egress[].description"),
+    (SG, "name"), (SG, "tags{key}"), (SG, "tags{}"),
+    ("aws:lb/loadBalancer:LoadBalancer", "name"), ("aws:lb/targetGroup:TargetGroup", "name"),
+    ("aws:iam/role:Role", "name"), ("aws:autoscaling/group:Group", "name"),
+    ("aws:autoscaling/group:Group", "tags[].key"), ("aws:backup/vault:Vault", "name"),
+    ("aws:backup/plan:Plan", "name"), ("aws:backup/plan:Plan", "rules[].ruleName"),
+    ("aws:backup/selection:Selection", "name"), (EFS, "tags{key}"),
+    ("aws:efs/accessPoint:AccessPoint", "rootDirectory.path"),
+    ("aws:s3/bucket:Bucket", "bucket"), (HEALTH_CHECK, "regions[]"),
+    (HEALTH_CHECK, "requestInterval"), (HEALTH_CHECK, "failureThreshold"),
+    (RECORD, "setIdentifier"), (RECORD, "name"), (RDS_CLUSTER, "clusterIdentifier"),
+    ("aws:ec2/launchTemplate:LaunchTemplate", "userData"),
+}
+
+
+def test_every_input_is_one_aws_accepts(graphs, measurements):
+    """Every string and number input of every resource of every graph above (1–3 regions,
+    hot/warm/cold, with and without the database tier, the global stacks, a preview) is
+    valid for the AWS API member it is sent to; every input is classified (an API member,
+    or skipped with a reason)."""
+    report = check_graphs(graphs)
+    measurements["AWS API constraints over the graphs"] = report.summary()
+    assert report.problems == []
+    assert report.unmapped == {}, "inputs no entry of tests/aws_constraints.MAPPING covers"
+    assert report.unmapped_types == set()
+    assert report.constrained >= MUST_CHECK, sorted(MUST_CHECK - report.constrained)
+    assert len(report.constrained) >= 150
+
+
+def _apostrophe(g: dict[str, Any]) -> None:  # the description of issue #12
+    host_sg = next(r for r in of_type(g, SG) if r["name"] == "app-host-sg")
+    host_sg["inputs"]["egress"][-1]["description"] = "NFS to the region's EFS mount targets"
+
+
+def _long_logical_name(g: dict[str, Any]) -> None:  # Pulumi's generated name: 26 + 8 > 32
+    one(g, "aws:lb/targetGroup:TargetGroup")["name"] = "app-target-group-of-region"
+
+
+def _bad_default_tag(g: dict[str, Any]) -> None:
+    provider = one(g, "pulumi:providers:aws")
+    tags = json.loads(provider["inputs"]["defaultTags"])
+    tags["tags"]["hadeploy:owner"] = "it's me"  # IAM, ELB, EFS, SSM: no apostrophes in tags
+    provider["inputs"]["defaultTags"] = json.dumps(tags)
+
+
+def _vault_name_with_a_dot(g: dict[str, Any]) -> None:
+    one(g, "aws:backup/vault:Vault")["inputs"]["name"] = "hd.demo.eu-west-1"
+
+
+def _imds_hop_limit(g: dict[str, Any]) -> None:
+    one(g, "aws:ec2/launchTemplate:LaunchTemplate")["inputs"]["metadataOptions"][
+        "httpPutResponseHopLimit"] = 65.0
+
+
+BROKEN_INPUTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "apostrophe in a rule description": (_apostrophe, "egress[].description"),
+    "generated target group name too long": (_long_logical_name, "Pulumi's generated name"),
+    "apostrophe in a default tag": (_bad_default_tag, "(provider default tag)"),
+    "vault name with a dot": (_vault_name_with_a_dot, "BackupVaultName"),
+    "IMDS hop limit above 64": (_imds_hop_limit, "Integers from 1 to 64"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BROKEN_INPUTS))
+def test_the_constraint_check_fails_on_what_aws_rejects(graphs, breakage):
+    graph = graphs["2-warm/eu-west-1"]
+    assert check_graphs({"fixed": graph}).problems == []
+    broken = copy.deepcopy(graph)
+    break_it, expected = BROKEN_INPUTS[breakage]
+    break_it(broken)
+    problems = check_graphs({"broken": broken}).problems
+    assert problems and all(expected in p for p in problems), problems
+
+
 # --- every check fails on a broken graph --------------------------------------------------
 
 def _drop_mount_target(g: dict[str, Any]) -> None:
@@ -271,6 +359,10 @@ def _refresh_drops_capacity(g: dict[str, Any]) -> None:
 
 def _unencrypted_efs(g: dict[str, Any]) -> None:
     one(g, EFS)["inputs"]["encrypted"] = False
+
+
+def _bare_efs_dns_name(g: dict[str, Any]) -> None:
+    g["exports"]["efs_mount_source"] = g["exports"]["efs_dns_name"]
 
 
 def _no_backup_copy(g: dict[str, Any]) -> None:
@@ -358,6 +450,8 @@ BROKEN_REGION: dict[str, tuple[Callable[[dict[str, Any]], None], Callable[..., l
     "instance refresh drops capacity": (_refresh_drops_capacity,
                                         lambda g, d: cluster_problems(g, d, "eu-west-1")),
     "EFS unencrypted": (_unencrypted_efs, lambda g, d: storage_problems(g, replicate_to=None)),
+    "hosts mount the bare EFS DNS name": (_bare_efs_dns_name,
+                                          lambda g, d: storage_problems(g, replicate_to=None)),
     "backups not copied": (_no_backup_copy,
                            lambda g, d: regional_problems(g, d, "eu-west-1")),
     "secret in plain text": (_plaintext_secret,
@@ -397,6 +491,11 @@ def _blind_alias(g: dict[str, Any]) -> None:
     of_type(g, RECORD)[0]["inputs"]["aliases"][0]["evaluateTargetHealth"] = False
 
 
+def _alias_before_its_target(g: dict[str, Any]) -> None:
+    top = next(r for r in of_type(g, RECORD) if r["name"] == "dns-l0-secondary")
+    top["dependencies"] = [u for u in top["dependencies"] if "dns-l1-" not in u]
+
+
 def _unchecked_primary(g: dict[str, Any]) -> None:
     next(r for r in of_type(g, RECORD) if r["name"] == "dns-l0-primary")["inputs"].pop(
         "healthCheckId")
@@ -404,7 +503,8 @@ def _unchecked_primary(g: dict[str, Any]) -> None:
 
 BROKEN_GLOBAL = {"SECONDARY missing": _drop_secondary, "2 checker regions": _two_checkers,
                  "order swapped": _swap_order, "alias ignores health": _blind_alias,
-                 "primary not health checked": _unchecked_primary}
+                 "primary not health checked": _unchecked_primary,
+                 "alias created before its target": _alias_before_its_target}
 
 
 @pytest.mark.parametrize("breakage", list(BROKEN_GLOBAL))

@@ -128,7 +128,7 @@ class AppCluster(pulumi.ComponentResource):
                     description="Debian mirrors (HTTP, signed) via NAT"),
                 aws.ec2.SecurityGroupEgressArgs(
                     protocol="tcp", from_port=2049, to_port=2049, cidr_blocks=[a.vpc_cidr],
-                    description="NFS to the region's EFS mount targets"),
+                    description="NFS to the EFS mount targets of this region"),
             ],
             tags=self._tags("host-sg", **{TAG_TIER: "app"}), opts=self._opts())
         return alb_sg, host_sg

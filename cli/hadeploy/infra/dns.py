@@ -4,7 +4,9 @@ region on its ALB, and the app record routing to the regions.
 Active-passive uses failover routing. Route 53 allows one PRIMARY and one SECONDARY per
 name, so with more than two regions the SECONDARY of each level is an alias to the next
 level's name (``app`` → ``app-failover-1`` → …): every failover name has exactly one
-PRIMARY and one SECONDARY, and traffic falls through the regions in configured order.
+PRIMARY and one SECONDARY, and traffic falls through the regions in configured order. That
+SECONDARY depends on the next level's records: Route 53 rejects an alias to a name that has
+no record yet.
 Active-active uses weighted records with health checks. Aliases evaluate target health.
 """
 
@@ -109,34 +111,40 @@ class GlobalDns(pulumi.ComponentResource):
             opts=self._opts()) for t in a.targets]
 
     def _create_failover_records(self) -> list[aws.route53.Record]:
+        """Built from the last level up: a level's SECONDARY aliases the next level's name
+        by a plain string, and Route 53 rejects an alias to a name that has no record yet,
+        so that SECONDARY depends on both records of the next level."""
         a = self._args
-        records: list[aws.route53.Record] = []
         targets = list(a.targets)
-        for level in range(len(targets) - 1):
+        levels: list[list[aws.route53.Record]] = []
+        for level in reversed(range(len(targets) - 1)):
             name = failover_name(a.record, a.zone_name, level)
             primary = targets[level]
-            records.append(self._failover_record(level, name, "PRIMARY", primary.region,
-                                                 self._alias(primary),
-                                                 self.health_checks[primary.region].id))
-            last = level == len(targets) - 2
-            if last:
+            records = [self._failover_record(level, name, "PRIMARY", primary.region,
+                                             self._alias(primary),
+                                             self.health_checks[primary.region].id)]
+            if not levels:  # the last level: its SECONDARY is the last region
                 secondary = targets[level + 1]
-                alias = self._alias(secondary)
-                check: pulumi.Output[str] | None = self.health_checks[secondary.region].id
-                ident = secondary.region
+                records.append(self._failover_record(
+                    level, name, "SECONDARY", secondary.region, self._alias(secondary),
+                    self.health_checks[secondary.region].id))
             else:
                 alias = aws.route53.RecordAliasArgs(
                     name=failover_name(a.record, a.zone_name, level + 1), zone_id=self.zone_id,
                     evaluate_target_health=True)
-                check, ident = None, f"next-{level + 1}"
-            records.append(self._failover_record(level, name, "SECONDARY", ident, alias, check))
-        return records
+                records.append(self._failover_record(level, name, "SECONDARY",
+                                                     f"next-{level + 1}", alias, None,
+                                                     depends_on=levels[0]))
+            levels.insert(0, records)
+        return [record for records in levels for record in records]
 
     def _failover_record(self, level: int, name: str, kind: str, ident: str,
                          alias: aws.route53.RecordAliasArgs,
-                         check: pulumi.Output[str] | None) -> aws.route53.Record:
+                         check: pulumi.Output[str] | None,
+                         depends_on: Sequence[aws.route53.Record] = ()) -> aws.route53.Record:
         return aws.route53.Record(
             f"{self._name}-l{level}-{kind.lower()}", zone_id=self.zone_id, name=name, type="A",
             set_identifier=ident,
             failover_routing_policies=[aws.route53.RecordFailoverRoutingPolicyArgs(type=kind)],
-            health_check_id=check, aliases=[alias], opts=self._opts())
+            health_check_id=check, aliases=[alias],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)))

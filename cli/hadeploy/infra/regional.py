@@ -176,6 +176,7 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
         "host_tag": {"key": TAG_HOSTS, "value": plan.host_tag},
         "efs_id": storage.file_system.id,
         "efs_dns_name": storage.file_system.dns_name,
+        "efs_mount_source": storage.mount_source,  # <dns name>:/, what the hosts mount
         "efs_access_point_id": storage.access_point.id,
         "efs_replicating_to": replicate.aws_region if replicate else None,
         "backup_vault_arn": backups.vault.arn,

@@ -88,6 +88,12 @@ def restore_test_name(deployment: str, region: str) -> str:
     return f"{name[:41]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
+def efs_mount_source(dns_name: str) -> str:
+    """What the hosts mount (role shared_storage's ``shared_storage_source``): the file
+    system's DNS name and its root, ``<dns name>:/``; the bare name is no NFS source."""
+    return f"{dns_name}:/"
+
+
 def global_cluster_id(deployment: str) -> str:
     return f"hd-{deployment}"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pulumi  # noqa: TID253 - hadeploy.infra is only imported by the AWS target
 import pulumi_aws as aws  # noqa: TID253
 
-from hadeploy.infra.settings import TAG_BACKUP, TAG_TIER
+from hadeploy.infra.settings import TAG_BACKUP, TAG_TIER, efs_mount_source
 
 NFS_PORT = 2049
 
@@ -49,9 +49,12 @@ class SharedStorage(pulumi.ComponentResource):
         self.mount_targets = self._create_mount_targets()
         self.access_point = self._create_access_point()
         self.replication = self._create_replication()
+        self.mount_source: pulumi.Output[str] = self.file_system.dns_name.apply(
+            efs_mount_source)
         self.register_outputs({
             "file_system_id": self.file_system.id,
             "dns_name": self.file_system.dns_name,
+            "mount_source": self.mount_source,
             "access_point_id": self.access_point.id,
         })
 

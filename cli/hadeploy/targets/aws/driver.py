@@ -54,6 +54,7 @@ from hadeploy.infra.settings import (
     REGIONAL_PROJECT,
     Teardown,
     check_deployment,
+    efs_mount_source,
     plan_region,
     settings_of,
     stack_ref,
@@ -1086,7 +1087,10 @@ class Stacks:
             regions.append(RegionTopology(
                 name=region.name, role=region.role, standby=region.standby,
                 vip=alb, url=f"https://{alb}", subnet=str(out.get("vpc_cidr", "")), router_id=0,
-                storage=SharedStorage(StorageType.EFS, str(out["efs_dns_name"])),
+                # What the hosts mount: "<dns name>:/" (a stack from before that output
+                # existed has only the DNS name).
+                storage=SharedStorage(StorageType.EFS, str(
+                    out.get("efs_mount_source") or efs_mount_source(str(out["efs_dns_name"])))),
                 hosts=tuple(hosts), data=data,
                 data_primary=data is not None and region.role.value == "primary"))
         servers = list((global_outputs or {}).get("name_servers") or [])
