@@ -120,7 +120,7 @@ if [ "$INNER" = 1 ]; then
 
   # Every binary the project calls, present or not (the package-level proof).
   in_root bash -c '
-    for b in podman runc conmon iptables debootstrap gpgv tar ssh ssh-keygen curl hyperfine \
+    for b in podman runc conmon iptables debootstrap gpgv tar ssh ssh-keygen git systemd-analyze curl hyperfine \
              python3 wget; do
       printf "%s %s\n" "$b" "$(command -v "$b" || echo MISSING)"; done
     for f in /usr/libexec/podman/catatonit /usr/bin/time /usr/lib/cni/bridge \
