@@ -491,16 +491,13 @@ def test_reconcile_applies_each_commit_rolling_and_refuses_an_unsigned_one(lab, 
                 "--allowed-signers", str(signers))
     assert r.rc == 3 and "Traceback" not in r.err, r.err
     assert set(app_versions().values()) == {"1.2.0"}, "nothing applied"
-    refused = [a for a in lab_audit(lab) if a.get("operation") == "reconcile"
-               and a.get("result") == "refused"]
+    from hadeploy.state import StateDir
+
+    refused = [a for a in StateDir(lab.state / NAME).audit_records(operation="reconcile")
+               if a.get("result") == "refused"]
     assert refused and refused[-1]["revision"] == unsigned, refused
     commit_config(lab, bumped, "back to what runs")  # main = the deployment again
     (lab.workdir / "hadeploy.yaml").write_text(bumped)
-
-
-def lab_audit(lab: Lab) -> list[dict]:
-    path = lab.state / NAME / "audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_the_example_pipelines_plan_apply_and_catch_a_hand_edit(lab, measurements):

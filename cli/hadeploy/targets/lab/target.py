@@ -103,6 +103,11 @@ class LabLive:
     dns_error: str | None = None
     drift: dict[str, list[DriftItem]] = field(default_factory=dict)  # check_drift's findings
 
+    def running(self, name: str) -> bool:
+        """Whether the container ``name`` exists and runs."""
+        have = self.containers.get(name)
+        return have is not None and have.state == "running"
+
 
 @dataclass
 class LabReport:
@@ -378,8 +383,7 @@ class LabTarget:
 
         topo = self.topology()
         hosts = [h for r in topo.regions for h in r.hosts if not h.standby
-                 and live.containers.get(h.name, LiveContainer(None, "", None)).state
-                 == "running"]
+                 and live.running(h.name)]
         urls = {h.name: host_url(h.kind, h.address, self.dep) for h in hosts}
         results = probe_many(list(urls.values()), 1.0)
         for host in hosts:
@@ -406,9 +410,7 @@ class LabTarget:
         start = time.monotonic()
         topo = self.topology()
         drift = Drift()
-        running = [h for r in topo.regions for h in r.hosts
-                   if live.containers.get(h.name, LiveContainer(None, "", None)).state
-                   == "running"]
+        running = [h for r in topo.regions for h in r.hosts if live.running(h.name)]
         if not running:
             drift.problems.append("no host runs: nothing to compare")
             return drift
@@ -543,8 +545,7 @@ class LabTarget:
         db = [h for h in region.hosts if h.kind is HostKind.DB and not h.standby]
         state = live.data.get(region.name)
         return bool(db) and state is not None and state.role == "down" and all(
-            live.containers.get(h.name, LiveContainer(None, "", None)).state == "running"
-            for h in db)
+            live.running(h.name) for h in db)
 
     @staticmethod
     def _configure_reason(want: Desired, live: LabLive, touched: set[str],
