@@ -275,6 +275,20 @@ class FailoverPolicy(_Model):
     hold_down: Annotated[float, Field(ge=0, le=86400)] = 30.0
     min_interval: Annotated[float, Field(ge=0, le=86400)] = 300.0
     auto_failback: bool = False
+    # Self-fencing (lab): a region's load balancers refuse writes once they have not been
+    # able to confirm, for this many seconds, that the DNS writer record names their region
+    # — so a region cut off from everyone stops taking writes by itself, and a failover
+    # that cannot reach it waits this long before another region takes writes. 0: off.
+    lease: Annotated[float, Field(ge=0, le=300)] = 5.0
+
+    @field_validator("lease")
+    @classmethod
+    def _lease(cls, v: float) -> float:
+        if 0 < v < 1:
+            raise _Invalid(f"{v:g} s is too short for a lease (the agents check every "
+                           "0.25 s; a DNS server's hiccup would fence the serving region)",
+                           "use 0 (off) or at least 1; the default is 5")
+        return v
 
 
 # A systemd calendar expression (OnCalendar=), checked for its characters here; systemd

@@ -33,12 +33,15 @@ SCENARIOS: dict[str, str] = {
     "upgrade": "restart every app host the way an upgrade does (rolling, drained one by one)",
     "region": "kill every host of the active region; watch fails over",
     "operator": "kill a failover between fencing and the DNS change, then run it again",
+    "partition": "cut the active region off from everyone while its hosts run; watch fails "
+                 "over; the isolated region must stop taking writes by itself",
 }
-MOVES_TRAFFIC = frozenset({"region", "operator"})  # the app's name answers another region after
+# Drills after which the app's name answers another region.
+MOVES_TRAFFIC = frozenset({"region", "operator", "partition"})
 ZERO_FAILURES = frozenset({"upgrade"})  # a planned change: not one request may fail
 # The order a failover's phases run in (for audit records that do not say it themselves).
-PHASE_ORDER = ("lock", "plan", "prepare", "health", "data", "fence", "freeze", "promote",
-               "dns", "verify", "rejoin")
+PHASE_ORDER = ("lock", "plan", "prepare", "health", "data", "fence", "lease", "freeze",
+               "promote", "dns", "verify", "rejoin")
 # A client that saw this long a run of good answers after the last failure has recovered.
 SETTLED = 3.0
 
@@ -238,6 +241,8 @@ class Report:
     # (detection, decision, the failover's own phases, client convergence), seconds.
     rto_split: dict[str, float] = field(default_factory=dict)
     serving: str | None = None  # the region the app's name answers after the drill
+    # partition: what a client inside the cut-off region saw (see :func:`isolation`)
+    isolation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -328,6 +333,48 @@ def judge(outage: Outage, rpo: float, objectives: dict[str, float],
     return problems
 
 
+OK_STATUS = (200, 201)
+
+
+def isolation(inside: Sequence[tuple[float, int]], cut_at: float,
+              outside_acked: Sequence[float], bound: float | None) -> tuple[dict[str, Any],
+                                                                              list[str]]:
+    """What a client inside a region cut off at ``cut_at`` saw of its writes (``inside``:
+    (POSIX time, HTTP status; 0 = no answer)), against the first write another region
+    acknowledged to the outside client after the cut (``outside_acked``: times). ``bound``:
+    the seconds within which the region should refuse writes by itself (None: no lease).
+    The facts, and the problems: the region never stopped, stopped later than its bound,
+    or took a write after another region had taken one (two writers: split brain)."""
+    after = [(t, st) for t, st in inside if t > cut_at]
+    acked = [t for t, st in after if st in OK_STATUS]
+    last_ack = max(acked, default=None)
+    refusing = min((t for t, st in after if st not in OK_STATUS
+                    and (last_ack is None or t > last_ack)), default=None)
+    first_other = min((t for t in outside_acked if t > cut_at), default=None)
+
+    def rel(at: float | None) -> float | None:
+        return None if at is None else round(at - cut_at, 3)
+    doc: dict[str, Any] = {
+        "inside_writes": len(after), "acknowledged_after_cut": len(acked),
+        "last_acknowledged": rel(last_ack), "refusing_from": rel(refusing),
+        "other_region_first_write": rel(first_other), "lease_bound": bound,
+        "overlap_seconds": (round(last_ack - first_other, 3)
+                            if last_ack is not None and first_other is not None else None)}
+    problems = []
+    if not after:
+        problems.append("no write from inside the isolated region was observed after the cut")
+    elif refusing is None:
+        problems.append(f"the isolated region still took writes {after[-1][0] - cut_at:.1f} s "
+                        "after the cut, when the drill stopped looking")
+    elif bound is not None and last_ack is not None and last_ack - cut_at > bound + 1.0:
+        problems.append(f"the isolated region took writes for {last_ack - cut_at:.1f} s "
+                        f"after the cut, longer than its lease ({bound:.2f} s)")
+    if last_ack is not None and first_other is not None and last_ack >= first_other:
+        problems.append(f"two regions took writes: the isolated one until +{last_ack - cut_at:.2f}"
+                        f" s, another from +{first_other - cut_at:.2f} s (split brain)")
+    return doc, problems
+
+
 def render_markdown(report: Report) -> str:
     r = report
     rto = "never" if r.rto_seconds is None else f"{r.rto_seconds:.2f} s"
@@ -355,6 +402,22 @@ def render_markdown(report: Report) -> str:
         lines += ["", "Where the recovery time went:", "",
                   "| segment | seconds |", "|---|---:|",
                   *[f"| {name} | {sec:.2f} |" for name, sec in r.rto_split.items()]]
+    if r.isolation:
+        i = r.isolation
+
+        def at(v: float | None) -> str:
+            return "never" if v is None else f"+{v:.2f} s"
+        lines += ["", "Inside the cut-off region (a client on one of its hosts, writing "
+                  "through its VIP):", "",
+                  f"- writes tried after the cut: {i['inside_writes']}, acknowledged: "
+                  f"{i['acknowledged_after_cut']} (the last at "
+                  f"{at(i['last_acknowledged'])}; not on the new primary)",
+                  f"- refusing writes from: {at(i['refusing_from'])} (lease bound "
+                  + ("none" if i["lease_bound"] is None else f"{i['lease_bound']:.2f} s") + ")",
+                  f"- the other region's first acknowledged write: "
+                  f"{at(i['other_region_first_write'])}"
+                  + ("" if i["overlap_seconds"] is None else
+                     f" (gap after the isolated region's last: {-i['overlap_seconds']:.2f} s)")]
     if r.problems:
         lines += ["", "Problems:", *[f"- {p}" for p in r.problems]]
     return "\n".join(lines) + "\n"

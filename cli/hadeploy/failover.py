@@ -5,8 +5,9 @@ Phases (each idempotent; a journal makes a killed run resumable):
   guards   target exists and is not already active (else: nothing to do)
   prepare  warm/cold target: start its app hosts; lift its fence; wait until they serve
   health   target healthy by quorum of vantage points (``--force`` skips only this)
-  fence    old primary refuses writes (best effort when it is unreachable: it is down)
-  dns      one atomic change of the app record to the target's endpoint
+  fence    the writer record names no region; the old primary refuses writes; when it
+           cannot be reached, wait until its own lease has run out (it fences itself)
+  dns      one atomic change of the app record (and the writer record) to the target
   verify   the authoritative server serves the new answer
 
 Never imports pulumi or ansible: it depends on the DNS provider, the probes and the
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hadeploy.config import Deployment
-from hadeploy.dns.base import DnsProvider
+from hadeploy.dns.base import DnsProvider, WriterRecord
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import probe
 from hadeploy.quorum import (
@@ -36,7 +37,7 @@ from hadeploy.quorum import (
 )
 from hadeploy.state import Journal, StateDir, StateError, current_user, utc_now
 from hadeploy.targets import DataOps, ExtraVotes, RegionOps, Runtime
-from hadeploy.topology import RegionTopology, Topology
+from hadeploy.topology import NO_WRITER, RegionTopology, Topology, lease_bound
 
 Log = Callable[[str], None]
 Operation = Literal["failover", "failback"]
@@ -100,6 +101,9 @@ class Outcome:
     error: str | None = None
     resumed: bool = False
     data: dict[str, Any] | None = None  # what happened to the database tier
+    # When the writer record was cleared (monotonic): an unreachable old primary has
+    # fenced itself one lease after it (not serialized).
+    writer_cleared_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "result": self.result, "from": self.from_region,
@@ -288,20 +292,69 @@ def _prepare_and_check(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
 def _fence(ctx: FailoverContext, out: Outcome, old: RegionTopology | None,
            target: RegionTopology) -> None:
     """Fence before DNS: the old primary refuses writes before any client is sent away
-    from it, so no client can write to two regions."""
+    from it, so no client can write to two regions. The writer record is cleared first;
+    an old primary that cannot be reached fences itself once it cannot confirm it is the
+    writer, and writes move elsewhere only after that (its lease)."""
     if old is None or old.name == target.name:
         return
     t = time.monotonic()
+    _clear_writer(ctx, out)
     result = ctx.ops.fence(old, timeout=5)
     out.actions.append(f"fence {old.name}: {result}")
     out.phases["fence"] = time.monotonic() - t
     ctx.log(f"fence {old.name}: {result}")
+    lease = ctx.ops.lease
+    if result.certain or not lease:
+        return
+    if out.writer_cleared_at is None:
+        raise HadeployError(
+            f"{old.name} could not be fenced: its load balancers did not answer and the "
+            "writer record could not be cleared, so it may still take writes; moving "
+            f"writes to {target.name} now could split the data in two",
+            hint="once the DNS server answers, re-run the same 'hadeploy failover' (it "
+            "resumes); if the old region is certainly down, its lease runs out by itself",
+            code=ExitCode.FAILED)
+    bound = lease_bound(lease)
+    wait = out.writer_cleared_at + bound - time.monotonic()
+    t = time.monotonic()
+    if wait > 0:
+        ctx.log(f"{old.name} could not be reached: waiting {wait:.1f} s until its lease "
+                "has run out (its load balancers refuse writes once they cannot confirm "
+                "their region is the writer)")
+        time.sleep(wait)
+    out.phases["lease"] = time.monotonic() - t
+    out.actions.append(f"{old.name} unreachable: writes move after its lease ran out "
+                       f"({bound:.2f} s after the writer record was cleared)")
+
+
+def _writer_dns(ctx: FailoverContext) -> WriterRecord | None:
+    return ctx.dns if isinstance(ctx.dns, WriterRecord) else None
+
+
+def _clear_writer(ctx: FailoverContext, out: Outcome) -> None:
+    """The writer record names no region (once per failover): every region's lease agents
+    stop renewing. A failure is noted; it matters only when the old primary is also out
+    of reach (see :func:`_fence`)."""
+    writer = _writer_dns(ctx)
+    if writer is None or out.writer_cleared_at is not None:
+        return
+    try:
+        writer.set_writer(ctx.topology.dns.writer_record, NO_WRITER)
+    except HadeployError as exc:
+        out.actions.append(f"writer record not cleared: {exc.message}")
+        return
+    out.writer_cleared_at = time.monotonic()
 
 
 def _move_dns(ctx: FailoverContext, out: Outcome, target: RegionTopology) -> None:
     t = time.monotonic()
     record = ctx.topology.dns.record
-    ctx.dns.replace(record, ctx.topology.dns.ttl, [target.vip])
+    writer = _writer_dns(ctx)
+    if writer is not None:  # one atomic update: traffic and the right to write move together
+        writer.replace(record, ctx.topology.dns.ttl, [target.vip],
+                       writer=(ctx.topology.dns.writer_record, target.name))
+    else:
+        ctx.dns.replace(record, ctx.topology.dns.ttl, [target.vip])
     out.phases["dns"] = time.monotonic() - t
     t = time.monotonic()
     ctx.dns.wait_visible(record, [target.vip], timeout=ctx.dns.verify_timeout)

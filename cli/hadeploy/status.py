@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from hadeploy.config import Deployment
-from hadeploy.dns.base import DnsProvider
+from hadeploy.dns.base import DnsProvider, WriterRecord
 from hadeploy.errors import HadeployError
 from hadeploy.health import ProbeResult, probe_many
-from hadeploy.topology import BACKUP_REPO_PORT, HostKind, RegionTopology, Topology
+from hadeploy.topology import BACKUP_REPO_PORT, NO_WRITER, HostKind, RegionTopology, Topology
 
 if TYPE_CHECKING:
     from hadeploy.data import Archiving, DataState, Integrity, Slot
@@ -39,6 +39,9 @@ class DnsStatus(_Doc):
     ttl: int
     answer: list[str]
     error: str | None
+    # The region the writer record names ('-': none, while a failover moves writes;
+    # None: the provider keeps no writer record). Not the active region: degraded.
+    writer: str | None = None
 
 
 class EndpointStatus(_Doc):
@@ -371,9 +374,12 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
                         record=topo.dns.fqdn, ttl=topo.dns.ttl, answer=[], error=None)
     try:
         dns_doc.answer = dns.read(topo.dns.record)
+        if isinstance(dns, WriterRecord):
+            dns_doc.writer = dns.read_writer(topo.dns.writer_record) or NO_WRITER
     except HadeployError as exc:
         dns_doc.error = exc.message
     active = [r.name for r in topo.regions if r.vip in dns_doc.answer]
+    writer_astray = dns_doc.writer is not None and active != [dns_doc.writer]
     history, history_error = _history(state, [r.name for r in topo.regions])
 
     regions: list[RegionStatus] = []
@@ -408,7 +414,8 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
             for r in regions)
         or any(r.data is not None and r.data.archiving is not None
                and r.data.archiving.failing for r in regions)
-        or any(r.backup is not None and bool(r.backup.problems) for r in regions),
+        or any(r.backup is not None and bool(r.backup.problems) for r in regions)
+        or writer_astray,
         history_error=history_error, dns=dns_doc, regions=regions, drills=_drills(state),
         reconcile=reconcile_status(state))
 
@@ -602,6 +609,9 @@ def render_text(status: StatusDoc) -> Any:
         (doc["active_region"] or "NONE", "bold green" if doc["active_region"] else "bold red"),
         "\n", ("dns ", "dim"), f"{dns['record']} @ {dns['server']}:{dns['port']} → {answer}",
         *((("  ", ""), (dns["error"], "red")) if dns["error"] else ()),
+        *((("  writer ", "dim"), (dns["writer"], "" if [dns["writer"]] == [
+            r["name"] for r in doc["regions"] if r["active"]] else "bold yellow"))
+          if dns.get("writer") else ()),
     )
     lines: list[Any] = [head]
     for region in doc["regions"]:

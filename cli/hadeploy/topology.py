@@ -101,6 +101,12 @@ class DnsEndpoint:
     def fqdn(self) -> str:
         return f"{self.record}.{self.zone}."
 
+    @property
+    def writer_record(self) -> str:
+        """The TXT record naming the one region allowed to take writes ('-': none), read
+        by each load balancer's lease agent (relative to the zone)."""
+        return f"{WRITER_PREFIX}{self.record}"
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -190,6 +196,20 @@ class Topology:
 # read by Patroni only when a cluster is first created; the host items are imported through
 # matters once, when a deployment first gains its database tier.)
 BACKUP_REPO_PORT = 8432  # pgBackRest's TLS server, on database and backup hosts
+# The load balancers' lease agents (roles/haproxy/files/hadeploy-lease.py) ask every
+# LEASE_INTERVAL seconds, with a LEASE_TIMEOUT per round; one that stops hearing the DNS
+# server refuses writes at most lease + LEASE_INTERVAL + LEASE_TIMEOUT after its last answer.
+WRITER_PREFIX = "_writer."
+NO_WRITER = "-"
+LEASE_INTERVAL, LEASE_TIMEOUT = 0.25, 0.5
+
+
+def lease_bound(lease: float) -> float:
+    """Seconds after which an agent that can no longer confirm its region is the writer
+    has fenced it for sure."""
+    return lease + LEASE_INTERVAL + LEASE_TIMEOUT
+
+
 RUNTIME_VARS = frozenset({"haproxy_fenced", "postgresql_primary", "postgresql_primary_hosts",
                           "app_import_host"})
 
@@ -258,7 +278,7 @@ def render_inventory(topo: Topology, dep: Deployment,
                     "children": children}}
 
 
-def _lb_vars(_topo: Topology, dep: Deployment, region: RegionTopology,
+def _lb_vars(topo: Topology, dep: Deployment, region: RegionTopology,
              index: int) -> dict[str, Any]:
     apps = region.of_kind(HostKind.APP)
     return {
@@ -276,6 +296,11 @@ def _lb_vars(_topo: Topology, dep: Deployment, region: RegionTopology,
         "keepalived_router_id": region.router_id,
         "keepalived_priority": LB_PRIORITIES[index % len(LB_PRIORITIES)],
         "haproxy_fenced": region.fenced,
+        "haproxy_lease": dep.failover.lease,
+        "haproxy_lease_servers": [f"{topo.dns.server}:{topo.dns.port}"],
+        "haproxy_lease_record": f"{topo.dns.writer_record}.{topo.dns.zone}.",
+        "haproxy_lease_region": region.name,
+        "haproxy_lease_interval": LEASE_INTERVAL,
         "haproxy_check_inter": _ms(dep.load_balancers.check_interval),
         "haproxy_timeout_server": _ms(dep.load_balancers.timeout_server),
         "keepalived_advert_int": dep.load_balancers.vrrp_advert_interval,

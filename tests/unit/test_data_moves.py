@@ -20,6 +20,7 @@ from hadeploy.health import ProbeResult
 from hadeploy.history import DataRow, History, history_path
 from hadeploy.patroni import ClusterView, Member
 from hadeploy.state import JOURNAL, StateDir
+from hadeploy.targets import Fenced
 from hadeploy.targets.lab.naming import lab_topology
 from tests.unit.test_failover import FakeDns, Recorder
 
@@ -67,6 +68,7 @@ class FakeData:
 
 class FakeOps:
     prepare_timeout = 60.0
+    lease = None
 
     def __init__(self, rec: Recorder, state: StateDir, data: FakeData) -> None:
         self.rec, self.state, self.data = rec, state, data
@@ -77,7 +79,7 @@ class FakeOps:
     def fence(self, region, timeout):
         self.state.set_region_flag("fenced", region.name, True)
         self.rec.append(f"fence {region.name}")
-        return "fenced"
+        return Fenced("fenced", True)
 
 
 @pytest.fixture(autouse=True)

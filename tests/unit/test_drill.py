@@ -309,3 +309,44 @@ def test_the_drills_watch_defers_to_a_running_one(tmp_path: Path):
         holder.kill()
         holder.wait()
     assert state.lock_holder("watch.lock") is None
+
+
+def test_isolation_judges_when_the_cut_off_region_stopped_taking_writes():
+    """The partition drill's verdict from the inside writer's samples: a region that
+    stopped within its lease and before the other region's first write passes; one that
+    kept taking writes, stopped late, or overlapped with the new writer fails."""
+    cut = 100.0
+    good = [(99.9, 201), (100.5, 201), (103.0, 201), (105.2, 503), (106.0, 503), (108.0, 503)]
+    doc, problems = drill.isolation(good, cut, [99.0, 109.0, 110.0], bound=5.75)
+    assert problems == []
+    assert doc["acknowledged_after_cut"] == 2 and doc["last_acknowledged"] == 3.0
+    assert doc["refusing_from"] == 5.2 and doc["other_region_first_write"] == 9.0
+    assert doc["overlap_seconds"] == -6.0
+    # never stopped
+    _, problems = drill.isolation([(101.0, 201), (110.0, 201)], cut, [109.0], bound=5.75)
+    assert any("still took writes" in p for p in problems)
+    assert any("split brain" in p for p in problems)
+    # stopped, but later than its lease allows
+    late = [(101.0, 201), (108.0, 201), (109.0, 503)]
+    _, problems = drill.isolation(late, cut, [120.0], bound=5.75)
+    assert problems == ["the isolated region took writes for 8.0 s after the cut, longer "
+                        "than its lease (5.75 s)"]
+    # a write the new region took before the isolated one's last
+    _, problems = drill.isolation(good, cut, [102.0], bound=5.75)
+    assert any("two regions took writes" in p for p in problems)
+    # nothing seen from inside: no verdict can be given
+    _, problems = drill.isolation([(99.0, 201)], cut, [], bound=5.75)
+    assert problems == ["no write from inside the isolated region was observed after the cut"]
+
+
+def test_a_partition_drops_only_what_crosses_the_regions_edge():
+    from hadeploy.targets.lab.faults import partition_rules
+
+    rules = partition_rules("10.94.1.0/24")
+    assert ["FORWARD", "-s", "10.94.1.0/24", "!", "-d", "10.94.1.0/24"] in rules
+    assert ["FORWARD", "!", "-s", "10.94.1.0/24", "-d", "10.94.1.0/24"] in rules
+    assert ["INPUT", "-s", "10.94.1.0/24"] in rules and ["OUTPUT", "-d", "10.94.1.0/24"] in rules
+    # no rule matches traffic inside the region (bridged frames pass FORWARD too)
+    assert not any(r[1:] == ["-s", "10.94.1.0/24", "-d", "10.94.1.0/24"] for r in rules)
+    # VRRP multicast stays (the first rule, an ACCEPT, comes before the drops)
+    assert rules[0] == ["FORWARD", "-s", "10.94.1.0/24", "-d", "224.0.0.0/4"]

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from hadeploy import config, failover
+from hadeploy import config, failover, topology
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.failover import FailoverContext, FailoverRequest
 from hadeploy.health import ProbeResult
 from hadeploy.quorum import Seen, Vote, assess
 from hadeploy.state import JOURNAL, StateDir, StateError
+from hadeploy.targets import Fenced
 from hadeploy.targets.lab.naming import lab_topology
 
 DEP = config.from_regions(["east", "west"])
@@ -57,6 +58,7 @@ class FakeDns:
 
 class FakeOps:
     prepare_timeout = 60.0
+    lease = None  # no self-fencing (aws); the lab's lease: test_failover_lease below
     data = None  # a deployment without a database tier (the data moves: test_data_moves.py)
 
     def __init__(self, recorder: Recorder, state: StateDir | None = None) -> None:
@@ -70,7 +72,7 @@ class FakeOps:
         if self.state is not None:
             self.state.set_region_flag("fenced", region.name, True)  # needs the lock
         self.log.append(f"fence {region.name}")
-        return "fenced"
+        return Fenced("fenced", True)
 
 
 @pytest.fixture
@@ -298,3 +300,99 @@ def test_garbage_region_flags_stop_the_operation(tmp_path: Path, healthy, conten
     with pytest.raises(StateError, match=r"regions\.json"):
         failover.failover(ctx, FailoverRequest(to="west", reason="x"))
     assert rec == []
+
+
+# --- self-fencing: the writer record and the lease -----------------------------------------
+
+class WriterDns(FakeDns):
+    """A provider that keeps the writer record too (the lab's RFC 2136 server)."""
+
+    def __init__(self, *a, clear_fails: bool = False, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.writer, self.clear_fails = "east", clear_fails
+
+    def read_writer(self, record: str) -> str | None:
+        assert record == TOPO.dns.writer_record
+        return self.writer
+
+    def set_writer(self, record: str, value: str) -> None:
+        assert record == TOPO.dns.writer_record
+        if self.clear_fails:
+            raise HadeployError("DNS server did not answer", code=ExitCode.ENVIRONMENT)
+        self.log.append(f"writer {value}")
+        self.writer = value
+
+    def replace(self, record: str, ttl: int, addresses: list[str], *,
+                writer: tuple[str, str] | None = None) -> None:
+        assert writer is not None and writer[0] == TOPO.dns.writer_record
+        self.log.append(f"dns {','.join(addresses)} writer {writer[1]}")
+        self.answer, self.writer = list(addresses), writer[1]
+
+
+class PartitionedOps(FakeOps):
+    """The old primary's load balancers run but cannot be reached: fencing is uncertain."""
+
+    def __init__(self, recorder: Recorder, state: StateDir, lease: float | None) -> None:
+        super().__init__(recorder, state)
+        self.lease = lease
+
+    def fence(self, region, timeout):
+        self.state.set_region_flag("fenced", region.name, True)
+        self.log.append(f"fence {region.name} (unreachable)")
+        return Fenced("unreachable, recorded as fenced", False)
+
+
+def lease_world(tmp_path: Path, ops_lease: float | None, monkeypatch, **dns_kw):
+    rec = Recorder()
+    state = StateDir(tmp_path / "demo")
+    dns = WriterDns([EAST], rec, **dns_kw)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        rec.append("wait")
+        slept.append(seconds)
+    monkeypatch.setattr(failover.time, "sleep", sleep)
+    ctx = FailoverContext(DEP, state, TOPO, dns, PartitionedOps(rec, state, ops_lease))
+    return ctx, rec, dns, slept
+
+
+def test_an_unreachable_old_primary_keeps_writes_until_its_lease_has_run_out(
+        tmp_path: Path, healthy, monkeypatch):
+    """Writer cleared first, then the (failed) fence, then a wait of the lease's bound
+    counted from the clearing, and only then traffic and the right to write move, in one
+    update. Waiting before clearing, or not at all, fails this."""
+    ctx, rec, dns, slept = lease_world(tmp_path, 5.0, monkeypatch)
+    out = failover.failover(ctx, FailoverRequest(to="west", reason="partition"))
+    assert out.result == "done"
+    assert rec == ["prepare west", "writer -", "fence east (unreachable)", "wait",
+                   f"dns {WEST} writer west"]
+    bound = topology.lease_bound(5.0)
+    assert len(slept) == 1 and bound - 0.5 < slept[0] <= bound
+    assert dns.writer == "west" and "lease" in out.phases
+    assert any("lease ran out" in a for a in out.actions)
+
+
+def test_a_certain_fence_or_a_target_without_leases_does_not_wait(
+        tmp_path: Path, healthy, monkeypatch):
+    ctx, rec, _dns, slept = lease_world(tmp_path, None, monkeypatch)  # aws: no agents
+    failover.failover(ctx, FailoverRequest(to="west", reason="x"))
+    assert slept == [] and rec[-1] == f"dns {WEST} writer west"
+    ctx2, rec2, _dns, slept2 = lease_world(tmp_path / "2", 5.0, monkeypatch)
+    ctx2.ops = FakeOps(rec2, ctx2.state)  # every load balancer fenced: certain
+    ctx2.ops.lease = 5.0
+    failover.failover(ctx2, FailoverRequest(to="west", reason="x"))
+    assert slept2 == [] and rec2 == ["prepare west", "writer -", "fence east",
+                                     f"dns {WEST} writer west"]
+
+
+def test_no_move_when_the_old_primary_is_unreachable_and_the_writer_cannot_be_cleared(
+        tmp_path: Path, healthy, monkeypatch):
+    """Its agents might still hear the DNS server and keep their lease: moving writes
+    now could let two regions take them. The run fails before the DNS change, resumable."""
+    ctx, rec, dns, slept = lease_world(tmp_path, 5.0, monkeypatch, clear_fails=True)
+    with pytest.raises(HadeployError) as err:
+        failover.failover(ctx, FailoverRequest(to="west", reason="partition"))
+    assert err.value.code is ExitCode.FAILED and "could not be fenced" in err.value.message
+    assert dns.answer == [EAST] and dns.writer == "east" and slept == []
+    assert ctx.state.file(JOURNAL).exists()
+    assert not any(r.startswith("dns") for r in rec)

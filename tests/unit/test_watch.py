@@ -10,7 +10,7 @@ from hadeploy import config, failover
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.health import ProbeResult
 from hadeploy.state import StateDir
-from hadeploy.targets import Runtime
+from hadeploy.targets import Fenced, Runtime
 from hadeploy.targets.lab.naming import lab_topology
 from hadeploy.watch import Watcher
 
@@ -58,7 +58,7 @@ class World:
             def fence(self, region, timeout):
                 world.state.set_region_flag("fenced", region.name, True)  # needs the lock
                 world.refenced.append(region.name)
-                return "fenced"
+                return Fenced("fenced", True)
 
         runtime = Runtime(topology=self.topology, dns=lambda topo: Dns(),
                           region_ops=lambda topo: Ops(), status=lambda t: None)

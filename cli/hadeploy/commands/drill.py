@@ -35,8 +35,8 @@ CRON_RE = re.compile(r"\A(@(daily|weekly|monthly)|([0-9A-Za-z*/,-]+\s+){4}[0-9A-
 
 def drill(
     scenario: Annotated[str, typer.Argument(
-        help="app-host | lb | db-host | dns | upgrade | region | operator | all | schedule "
-        "(see 'Scenarios' below).")],
+        help="app-host | lb | db-host | dns | upgrade | region | operator | partition | all | "
+        "schedule (see 'Scenarios' below).")],
     scheduled: Annotated[list[str] | None, typer.Argument(
         help="With 'schedule': the scenarios to run (default: the ones that leave "
         "traffic where it is).", show_default=False)] = None,
@@ -69,8 +69,12 @@ def drill(
     server; upgrade restarts every app host through the rolling path an upgrade takes (not
     one request may fail); region kills every host of the active region while watch runs
     (the drill's own, unless one is running) and rejoins them with 'up' afterwards;
-    operator kills a failover between fencing and the DNS change and runs it again. region
-    and operator leave traffic on the region they moved it to. 'all' runs every scenario
+    operator kills a failover between fencing and the DNS change and runs it again;
+    partition cuts the active region off from the other regions, the DNS server and this
+    machine with firewall rules while its hosts keep running, under watch, and checks from
+    inside it that it stops taking writes by itself (within its lease) and before another
+    region takes any; then it lifts the cut and rejoins it with 'up'. region, operator and
+    partition leave traffic on the region they moved it to. 'all' runs every scenario
     the deployment has, in that order; 'schedule' prints a systemd service and timer (or
     with --cron a cron line) that run drills regularly.
 
@@ -148,7 +152,7 @@ def plan_all(dep: Any) -> list[str]:
     if not dep.data.enabled:
         skip.add("db-host")
     if len(dep.regions) < 2:
-        skip |= {"region", "operator"}
+        skip |= {"region", "operator", "partition"}
     return [s for s in SCENARIOS if s not in skip]
 
 
@@ -185,6 +189,7 @@ class _Run:
     heal: str = "not attempted"
     marks: list[tuple[float, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    inside: list[tuple[float, int]] | None = None  # partition: the inside writer's samples
 
 
 @dataclass
@@ -204,7 +209,8 @@ class Drill:
 
         self.dep, self.state, self.runtime, self.timeout = dep, state, runtime, timeout
         self.console = console
-        self.faults = LabFaults(dep.name, lambda: runtime.status(1.0))
+        self.faults = LabFaults(dep.name, lambda: runtime.status(1.0), lambda: {
+            r.name: r.subnet for r in runtime.topology().regions})
 
     def prepare(self, scenario: str) -> Chosen:
         doc = self.runtime.status(1.0)
@@ -217,7 +223,7 @@ class Drill:
         if scenario == "db-host" and not self.dep.data.enabled:
             raise HadeployError("this deployment has no database tier",
                                 hint="drill app-host, lb or dns", code=ExitCode.BAD_INPUT)
-        if scenario == "region":
+        if scenario in ("region", "partition"):
             from hadeploy.watch import last_failover_at
 
             policy = self.dep.failover
@@ -256,8 +262,9 @@ class Drill:
         start = time.time()
         client = d.Client(f"drill-{scenario}-{int(start)}",
                           d.dns_resolver(topo.dns.server, topo.dns.port, topo.dns.fqdn)).start()
-        watcher = _Watch(self) if scenario == "region" else None
+        watcher = _Watch(self) if scenario in ("region", "partition") else None
         run = _Run(start=start, fault_at=start)
+        inside = None
         try:
             if watcher is not None:
                 watcher.start()
@@ -265,7 +272,10 @@ class Drill:
             self.console.print(f"[dim]·[/] {chosen.what}")
             run.fault_at = time.time()
             try:
-                self._inject(chosen, operator, run)
+                if scenario == "partition":
+                    inside = self._partition(chosen, topo)
+                else:
+                    self._inject(chosen, operator, run)
             except HadeployError as exc:  # reported; the victims are still brought back
                 run.problems.append(f"the {scenario} fault did not go as planned: "
                                     f"{exc.message}")
@@ -281,6 +291,8 @@ class Drill:
         finally:
             client.stop()
             run.ended_at = time.time()
+            if inside is not None:
+                run.inside = inside.finish()
             if watcher is not None:
                 watcher.stop()
                 if watcher.error:
@@ -295,6 +307,22 @@ class Drill:
                 run.problems.append(f"the victims did not come back: {exc.message}")
             run.healed_at = time.time()
         return self._report(chosen, client, run)
+
+    def _partition(self, chosen: Chosen, topo: Any) -> Any:
+        """A writer inside the region (on its first app host, through its VIP) for longer
+        than the region's lease, then the cut."""
+        from hadeploy.targets.lab.faults import InsideWriter
+        from hadeploy.topology import HostKind, lease_bound
+
+        assert chosen.region is not None
+        region = topo.region(chosen.region)
+        lease = self.dep.failover.lease
+        app = next(h.name for h in region.of_kind(HostKind.APP) if h.name in chosen.victims)
+        writer = InsideWriter(app, region.vip, f"drill-partition-inside-{int(time.time())}",
+                              duration=max(10.0, (lease_bound(lease) if lease else 0) + 6))
+        time.sleep(0.3)  # its first writes land before the cut: the baseline
+        self.faults.partition(chosen.region)
+        return writer
 
     def _inject(self, chosen: Chosen, operator: _DyingFailover | None, run: _Run) -> None:
         if operator is not None:
@@ -318,6 +346,17 @@ class Drill:
         rpo = d.rpo_seconds(lost, fault_at)
         objectives = {"rto": self.dep.objectives.rto, "rpo": self.dep.objectives.rpo}
         problems = d.judge(outage, rpo, objectives, scenario) + run.problems
+        isolated = None
+        if run.inside is not None:
+            from hadeploy.topology import lease_bound
+
+            lease = self.dep.failover.lease
+            # (a write in flight at the cut may still be acknowledged by the cut-off region)
+            isolated, cut_problems = d.isolation(
+                run.inside, fault_at,
+                [at for _, at, region in client.acked if region != chosen.region],
+                lease_bound(lease) if lease else None)
+            problems += cut_problems
         marks = run.marks + d.audit_marks(list(self.state.audit_records()), fault_at)
         phases = {"fault": fault_at - start}
         if outage.first_failure is not None:
@@ -343,7 +382,7 @@ class Drill:
             rto_split=d.rto_split(fault_at, outage.recovered_at if outage.failed else None,
                                   marks),
             serving=self.runtime.status(1.0).active_region if scenario in d.MOVES_TRAFFIC
-            else None)
+            else None, isolation=isolated)
 
     def fail_over(self, to: str, reason: str, seen: Any = None) -> Any:
         """A failover run in this process (the drill's watch, the operator's re-run)."""
@@ -376,21 +415,28 @@ class Drill:
             return "nothing to bring back: the re-run failover finished the move"
         if scenario == "region":
             return self._rejoin(chosen)
+        if scenario == "partition":
+            return self._rejoin(chosen, cut=True)
         return self.faults.heal(chosen.victims)
 
-    def _rejoin(self, chosen: Chosen) -> str:
-        """A whole region came back: start its hosts, then 'up' rejoins them (a deposed
-        database primary comes back fenced and is rebuilt as a standby)."""
+    def _rejoin(self, chosen: Chosen, *, cut: bool = False) -> str:
+        """A whole region came back (its hosts started, or ``cut``: the partition lifted),
+        then 'up' rejoins them (a deposed database primary comes back fenced and is
+        rebuilt as a standby)."""
         from hadeploy import deploy, targets
         from hadeploy.targets import ApplyHooks
         from hadeploy.targets.lab import podman
 
-        podman.run(["start", *chosen.victims])
+        if cut:
+            self.faults.unpartition()
+        else:
+            podman.run(["start", *chosen.victims])
         target = targets.for_deployment(
             self.dep, self.state, log=lambda m: self.console.print(f"[dim]·[/] up: {m}"))
         deploy.up(target, hooks=ApplyHooks())  # raises when the configuration fails
         # (the region's prober is among the victims: status has no health for it)
-        return self.faults.wait_healthy(chosen.victims, f"started and rejoined by 'up' "
+        what = "reconnected" if cut else "started"
+        return self.faults.wait_healthy(chosen.victims, f"{what} and rejoined by 'up' "
                                         f"({chosen.region} serves no traffic until a failback)")
 
 

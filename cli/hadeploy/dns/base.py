@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class DnsProvider(Protocol):
@@ -21,3 +21,20 @@ class DnsProvider(Protocol):
     def check_writable(self) -> None:
         """Raise HadeployError when a change could not even be sent (no key, no zone):
         a failover calls it before its first change, never after fencing."""
+
+
+@runtime_checkable
+class WriterRecord(Protocol):
+    """A provider that also keeps the writer record: a TXT record naming the one region
+    allowed to take writes, which the regions' lease agents read (RFC 2136 only)."""
+
+    def read_writer(self, record: str) -> str | None:
+        """The region the writer record names ('-': none); None when there is no record."""
+
+    def set_writer(self, record: str, value: str) -> None:
+        """Replace the writer record (one atomic change)."""
+
+    def replace(self, record: str, ttl: int, addresses: list[str], *,
+                writer: tuple[str, str] | None = None) -> None:
+        """As :meth:`DnsProvider.replace`; ``writer`` (record, value) changes the writer
+        record in the same atomic update."""

@@ -13,10 +13,19 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hadeploy.errors import ExitCode, HadeployError
 
 ALGORITHM = "hmac-sha256"
+WRITER_TTL = 1  # the lease agents ask the server itself; no resolver should keep it
+
+
+def _txt(value: str) -> str:
+    """A writer value (a region name or '-') as TXT presentation text."""
+    if not value.isascii() or '"' in value or "\\" in value or len(value) > 63:
+        raise ValueError(f"not a writer value: {value[:70]!r}")
+    return f'"{value}"'
 
 
 @dataclass(frozen=True)
@@ -106,13 +115,27 @@ class Rfc2136Provider:
 
     def read(self, record: str) -> list[str]:
         """The A records the authoritative server serves now (empty if none)."""
+        import dns.rdatatype
+
+        return sorted(item.address for rrset in self._query(record, dns.rdatatype.A)
+                      for item in rrset)
+
+    def read_writer(self, record: str) -> str | None:
+        """The writer record's value ('-': no region); None when there is none."""
+        import dns.rdatatype
+
+        values = [b"".join(item.strings).decode("ascii", "replace")
+                  for rrset in self._query(record, dns.rdatatype.TXT) for item in rrset]
+        return values[0] if len(values) == 1 else (None if not values else "?")
+
+    def _query(self, record: str, rdtype: Any) -> list[Any]:
+        """The answer's record sets of type ``rdtype`` (empty on NXDOMAIN)."""
         import dns.exception
         import dns.message
         import dns.query
         import dns.rcode
-        import dns.rdatatype
 
-        query = dns.message.make_query(self._fqdn(record), dns.rdatatype.A)
+        query = dns.message.make_query(self._fqdn(record), rdtype)
         query.flags &= ~0x0100  # RD off: we ask the authority, not a resolver
         try:
             resp = dns.query.udp(query, self.server, port=self.port, timeout=self.timeout)
@@ -128,14 +151,25 @@ class Rfc2136Provider:
                                 f"{dns.rcode.to_text(rcode)} for {self._fqdn(record)}",
                                 hint=f"check that it is authoritative for {self.zone}",
                                 code=ExitCode.ENVIRONMENT)
-        return sorted(item.address for rrset in resp.answer
-                      if rrset.rdtype == dns.rdatatype.A for item in rrset)
+        return [rrset for rrset in resp.answer if rrset.rdtype == rdtype]
 
-    def replace(self, record: str, ttl: int, addresses: list[str]) -> None:
-        """Replace the whole A record set in one UPDATE (atomic on the server)."""
+    def replace(self, record: str, ttl: int, addresses: list[str], *,
+                writer: tuple[str, str] | None = None) -> None:
+        """Replace the whole A record set in one UPDATE (atomic on the server); with
+        ``writer`` (record, value), the writer record in the same UPDATE."""
         if not addresses:
             raise HadeployError("refusing to leave the app record with no address",
                                 code=ExitCode.REFUSED)
+        rrsets: list[tuple[str, int, str, list[str]]] = [(record, ttl, "A", addresses)]
+        if writer is not None:
+            rrsets.append((writer[0], WRITER_TTL, "TXT", [_txt(writer[1])]))
+        self._update(rrsets)
+
+    def set_writer(self, record: str, value: str) -> None:
+        """Replace the writer record alone (a fence: '-')."""
+        self._update([(record, WRITER_TTL, "TXT", [_txt(value)])])
+
+    def _update(self, rrsets: list[tuple[str, int, str, list[str]]]) -> None:
         import dns.exception
         import dns.query
         import dns.rcode
@@ -148,7 +182,8 @@ class Rfc2136Provider:
             kwargs = {"keyring": dns.tsigkeyring.from_text({self.key.name: self.key.secret}),
                       "keyname": self.key.name, "keyalgorithm": dns.tsig.HMAC_SHA256}
         update = dns.update.UpdateMessage(self.zone, **kwargs)  # type: ignore[arg-type]
-        update.replace(self._fqdn(record), ttl, "A", *addresses)
+        for name, ttl, rdtype, values in rrsets:
+            update.replace(self._fqdn(name), ttl, rdtype, *values)
         try:
             resp = dns.query.tcp(update, self.server, port=self.port, timeout=self.timeout)
         except dns.tsig.PeerError as exc:
@@ -160,8 +195,9 @@ class Rfc2136Provider:
             raise self._unreachable(exc) from None
         rcode = resp.rcode()
         if rcode != dns.rcode.NOERROR:
+            names = ", ".join(self._fqdn(name) for name, *_ in rrsets)
             raise HadeployError(f"DNS server {self.server}:{self.port} refused the update of "
-                                f"{self._fqdn(record)}: {dns.rcode.to_text(rcode)}",
+                                f"{names}: {dns.rcode.to_text(rcode)}",
                                 hint="check the TSIG key and the server's update ACL",
                                 code=ExitCode.FAILED)
 

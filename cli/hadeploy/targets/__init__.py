@@ -159,6 +159,19 @@ class DataOps(Protocol):
         """WAL archiving on a region's leader: whether segments reach the repositories."""
 
 
+@dataclass(frozen=True)
+class Fenced:
+    """What fencing a region did. ``certain``: every load balancer of the region refuses
+    writes now, or is known not to run; otherwise the region may still take writes (it
+    could not be reached) until its own lease runs out."""
+
+    text: str
+    certain: bool
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class RegionOps(Protocol):
     """What a target can do to one region during a failover (lab: podman + haproxy;
     aws: Auto Scaling + ALB listener rules)."""
@@ -173,7 +186,12 @@ class RegionOps(Protocol):
     def prepare(self, region: RegionTopology, timeout: float) -> list[str]:
         """Make a warm/cold target serve and lift its fence; the actions taken."""
 
-    def fence(self, region: RegionTopology, timeout: float) -> str:
+    # Self-fencing: the seconds within which a region that can no longer confirm it is the
+    # writer (the DNS writer record) refuses writes on its own (lab: each load balancer's
+    # lease agent); None when the target's regions do not fence themselves (aws).
+    lease: float | None
+
+    def fence(self, region: RegionTopology, timeout: float) -> Fenced:
         """Make the region refuse writes (recorded first, then applied); what happened."""
 
 

@@ -34,7 +34,7 @@ from hadeploy.config import Deployment
 from hadeploy.health import ProbeResult
 from hadeploy.quorum import LocalVantage, Vote
 from hadeploy.state import StateDir
-from hadeploy.targets import DataOps
+from hadeploy.targets import DataOps, Fenced
 from hadeploy.topology import RegionTopology, Topology
 
 # --- aws.json: what operating an AWS deployment needs, without Pulumi --------------------
@@ -116,6 +116,9 @@ class AwsRegionOps:
     # New instances of a cold region boot, run cloud-init and pass the ALB's health check:
     # minutes, not seconds (the engine reads this; the lab's default is 60 s).
     prepare_timeout = 600.0
+    # An ALB runs no agent of ours: an aws region does not fence itself when cut off (a
+    # known limit, docs/aws.md); a failover fences it through the ELB API.
+    lease: float | None = None
 
     def __init__(self, dep: Deployment, state: StateDir, doc: OperateDoc,
                  client_factory: ClientFactory | None = None,
@@ -147,14 +150,14 @@ class AwsRegionOps:
         rules = elb.describe_rules(ListenerArn=listener)["Rules"]
         return [r for r in rules if not r.get("IsDefault") and _is_fence_rule(r)]
 
-    def fence(self, region: RegionTopology, timeout: float) -> str:
+    def fence(self, region: RegionTopology, timeout: float) -> Fenced:
         self.state.set_region_flag("fenced", region.name, True)
         info = self._region(region.name)
         listener = info.https_listener_arn if info else None
         group = info.target_group_arn if info else None
         if not listener or not group:
-            return ("recorded as fenced; not applied: aws.json has no HTTPS listener / target "
-                    "group for this region (run 'hadeploy up' again)")
+            return Fenced("recorded as fenced; not applied: aws.json has no HTTPS listener / "
+                          "target group for this region (run 'hadeploy up' again)", False)
         try:
             elb = self._client("elbv2", region, timeout)
             have = self._fence_rules(elb, listener)
@@ -174,10 +177,11 @@ class AwsRegionOps:
                         "StatusCode": "503", "ContentType": "text/plain",
                         "MessageBody": FENCE_BODY}}])
         except Exception as exc:  # a burning region: report, never raise
-            return f"unreachable, recorded as fenced ({error_text(exc)})"
+            return Fenced(f"unreachable, recorded as fenced ({error_text(exc)})", False)
         if len(priorities) == 2:
-            return "already fenced (listener rules answer 503 to all but GET/HEAD)"
-        return "fenced (listener rules answer 503 to all but GET/HEAD)"
+            return Fenced("already fenced (listener rules answer 503 to all but GET/HEAD)",
+                          True)
+        return Fenced("fenced (listener rules answer 503 to all but GET/HEAD)", True)
 
     def unfence(self, region: RegionTopology, timeout: float) -> str | None:
         """Delete the fence rules; None when done, else why not."""

@@ -1,10 +1,15 @@
 """Faults a drill injects into a lab deployment, and how the lab brings the victims back:
 a host is a container, so a crash is ``podman kill`` (SIGKILL to systemd and everything
 under it, no shutdown) and a reboot is ``podman start`` (systemd starts the enabled
-services: the app, haproxy and keepalived, Patroni)."""
+services: the app, haproxy and keepalived, Patroni). A partition is firewall rules on
+this machine (iptables, filter table, marked ``hadeploy:<deployment>:partition``) that
+drop every packet between the region's subnet and anything else — the other regions, the
+DNS server's network, this machine — while traffic inside the region still flows."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -12,15 +17,17 @@ from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.status import RegionStatus, StatusDoc
 from hadeploy.targets.lab import podman
 from hadeploy.targets.lab.naming import dns_container
-from hadeploy.targets.lab.target import REGION_LABEL
+from hadeploy.targets.lab.target import REGION_LABEL, _iptables
 
 # The app role's "restart pending" marker (roles/app/vars/main.yml, __app_restart_marker).
 RESTART_MARKER = "/var/lib/hadeploy/app-restart-pending"
 
 
 class LabFaults:
-    def __init__(self, deployment: str, status: Callable[[], StatusDoc]) -> None:
+    def __init__(self, deployment: str, status: Callable[[], StatusDoc],
+                 subnets: Callable[[], dict[str, str]] | None = None) -> None:
         self.deployment, self.status = deployment, status
+        self.subnets = subnets or dict  # region -> subnet (for a partition)
 
     def choose(self, scenario: str, doc: StatusDoc) -> tuple[list[str], str, str | None]:
         """The containers a scenario hits on the deployment as ``doc`` shows it: (victims,
@@ -36,7 +43,7 @@ class LabFaults:
                                 code=ExitCode.REFUSED)
         choosers = {"app-host": self._app_host, "lb": self._lb, "db-host": self._db_host,
                     "region": self._region, "upgrade": self._upgrade,
-                    "operator": self._operator}
+                    "operator": self._operator, "partition": self._partition}
         if scenario not in choosers:
             raise HadeployError(f"unknown scenario {scenario!r}", code=ExitCode.BAD_INPUT)
         victims, what = choosers[scenario](region, doc)
@@ -77,6 +84,17 @@ class LabFaults:
         return every, (f"killed every host of {region.name} ({len(every)} containers: its "
                        "load balancers, app, database and backup hosts, its prober)")
 
+    def _partition(self, region: RegionStatus, doc: StatusDoc) -> tuple[list[str], str]:
+        self._region(region, doc)  # the same precondition: another region can take over
+        subnet = self.subnets().get(region.name)
+        if subnet is None:
+            raise HadeployError(f"no subnet is known for {region.name}",
+                                code=ExitCode.FAILED)
+        every = self.region_containers(region.name, running=True)
+        return every, (f"cut {region.name} ({subnet}) off from the other regions, the DNS "
+                       "server and this machine (firewall rules); its "
+                       f"{len(every)} containers keep running")
+
     def _upgrade(self, _region: RegionStatus, doc: StatusDoc) -> tuple[list[str], str]:
         apps = [h.name for r in doc.regions for h in r.hosts if h.kind == "app" and h.healthy]
         alone = [r.name for r in doc.regions if r.active
@@ -110,6 +128,22 @@ class LabFaults:
             podman.exec_(host, "sh", "-c", f"mkdir -p {RESTART_MARKER.rsplit('/', 1)[0]} && "
                          f"touch {RESTART_MARKER}")
 
+    def partition(self, region: str) -> None:
+        """Cut ``region`` off (see the module's docstring); :meth:`unpartition` undoes it."""
+        subnet = self.subnets()[region]
+        for chain, *match in reversed(partition_rules(subnet)):
+            subprocess.run([_iptables(), "-I", chain, "1", *match, "-m", "comment",
+                            "--comment", self.partition_mark, "-j",
+                            "ACCEPT" if "224.0.0.0/4" in match else "DROP"],
+                           check=True, capture_output=True, timeout=30)
+
+    @property
+    def partition_mark(self) -> str:
+        return f"hadeploy:{self.deployment}:partition"
+
+    def unpartition(self) -> int:
+        return remove_partition_rules(self.deployment)
+
     def inject(self, scenario: str, victims: list[str], down: float = 2.0) -> None:
         podman.run(["kill", *victims])
         if scenario == "dns":  # a restart: the server comes back by itself
@@ -137,3 +171,87 @@ class LabFaults:
                                     f"being {what}", hint="'hadeploy up' repairs the "
                                     "deployment", code=ExitCode.FAILED)
             time.sleep(1.0)
+
+
+def partition_rules(subnet: str) -> list[list[str]]:
+    """(chain, match...) of the rules that cut ``subnet`` off. Traffic inside it stays:
+    the bridge's frames pass the FORWARD chain too (br_netfilter), so only packets crossing
+    the region's edge are dropped; its load balancers' VRRP multicast is let through."""
+    return [["FORWARD", "-s", subnet, "-d", "224.0.0.0/4"],
+            ["FORWARD", "-s", subnet, "!", "-d", subnet],
+            ["FORWARD", "!", "-s", subnet, "-d", subnet],
+            ["INPUT", "-s", subnet],
+            ["OUTPUT", "-d", subnet]]
+
+
+def remove_partition_rules(deployment: str) -> int:
+    """Delete every filter rule of ``deployment``'s partition drills; how many."""
+    exe = shutil.which("iptables")
+    if exe is None:
+        return 0
+    listing = subprocess.run([exe, "-S"], capture_output=True, text=True, check=False,
+                             timeout=30).stdout
+    mark = f"hadeploy:{deployment}:partition"
+    removed = 0
+    for line in listing.splitlines():
+        words = [w.strip('"') for w in line.split()]
+        if words[:1] == ["-A"] and mark in words:
+            subprocess.run([exe, "-D", *words[1:]], capture_output=True, check=False,
+                           timeout=30)
+            removed += 1
+    return removed
+
+
+# A client inside a region (run on one of its hosts): a write through the region's VIP
+# every GAP seconds for DURATION seconds, each printed as "<POSIX time> <status> <item>"
+# (status 0: no HTTP answer).
+_INSIDE_WRITER = """
+import http.client, json, sys, time
+vip, tag, gap = sys.argv[1], sys.argv[2], float(sys.argv[3])
+until = time.time() + float(sys.argv[4])
+n = 0
+while time.time() < until:
+    n += 1
+    item = f"{tag}-{n}"
+    try:
+        c = http.client.HTTPConnection(vip, 80, timeout=1)
+        c.request("POST", "/items", json.dumps({"id": item}), {"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        status = r.status
+        c.close()
+    except Exception:
+        status = 0
+    print(f"{time.time():.3f} {status} {item}", flush=True)
+    time.sleep(gap)
+"""
+
+
+class InsideWriter:
+    """Writes from inside a region (a client in the same network as its VIP), to see
+    whether and until when the region takes writes while it is cut off."""
+
+    def __init__(self, host: str, vip: str, tag: str, duration: float,
+                 gap: float = 0.1) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._proc = subprocess.Popen(
+            [podman.require_podman(), "exec", host, "python3", "-u", "-c", _INSIDE_WRITER,
+             vip, tag, str(gap), str(duration)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=podman.podman_env())
+        self._duration = duration
+
+    def finish(self) -> list[tuple[float, int]]:
+        """Wait until it has written for its whole duration; its (time, status) samples."""
+        try:
+            out, _ = self._proc.communicate(timeout=self._duration + 30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            out, _ = self._proc.communicate()
+        for line in (out or "").splitlines():
+            words = line.split()
+            try:
+                self.samples.append((float(words[0]), int(words[1])))
+            except (IndexError, ValueError):
+                continue
+        return self.samples

@@ -4,11 +4,18 @@ Fencing is two things: the intent is recorded first (``regions.json``, so every 
 ``up`` renders ``haproxy_fenced: true`` for that region), then each load balancer's
 fencing ACL is switched at run time through haproxy's admin socket. Fencing a region
 whose hosts are gone cannot reach them; that is reported, not fatal: a dead region
-takes no writes anyway.
+takes no writes anyway. A region whose hosts run but cannot be reached (a partition)
+fences itself: its load balancers' lease agents refuse writes once they cannot confirm
+that the DNS writer record names their region (``failover.lease``).
+
+The lab drives its hosts with ``podman exec``, a channel no firewall can cut; so that
+the lab behaves as SSH to a real host would, a host is first reached over the network
+(:func:`reachable`), and one that is not is treated as unreachable.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -16,7 +23,7 @@ from typing import TYPE_CHECKING
 from hadeploy import dbsecrets
 from hadeploy.data import Clusters
 from hadeploy.health import probe
-from hadeploy.targets import DataOps
+from hadeploy.targets import DataOps, Fenced
 from hadeploy.targets.lab import podman
 from hadeploy.topology import Host, HostKind, RegionTopology, Topology
 
@@ -49,6 +56,7 @@ class LabRegionOps:
         self.target, self.topo = target, topo
         self.dep, self.state = target.dep, target.state
         self._data: DataOps | None = None
+        self.lease: float | None = self.dep.failover.lease or None
 
     @property
     def data(self) -> DataOps | None:
@@ -61,26 +69,40 @@ class LabRegionOps:
 
     def _switch(self, region: RegionTopology, on: bool, timeout: float) -> list[str]:
         """Switch the fencing ACL on every LB of the region; return the failures."""
-        def one(name: str) -> str | None:
+        def one(host: Host) -> str | None:
+            if not reachable(host.address):
+                return f"{host.name}: unreachable over the network"
             try:
-                proc = podman.exec_(name, "python3", "-c", _SWITCH, "on" if on else "off",
-                                    check=False, timeout=timeout)
+                proc = podman.exec_(host.name, "python3", "-c", _SWITCH,
+                                    "on" if on else "off", check=False, timeout=timeout)
             except Exception as exc:
-                return f"{name}: {type(exc).__name__}"
-            return None if proc.returncode == 0 else f"{name}: {proc.stderr.strip()[:120]}"
-        lbs = [h.name for h in region.of_kind(HostKind.LB)]
+                return f"{host.name}: {type(exc).__name__}"
+            return None if proc.returncode == 0 else f"{host.name}: {proc.stderr.strip()[:120]}"
+        lbs = region.of_kind(HostKind.LB)
         with ThreadPoolExecutor(max_workers=len(lbs) or 1) as pool:
             return [f for f in pool.map(one, lbs) if f]
 
-    def fence(self, region: RegionTopology, timeout: float) -> str:
+    def fence(self, region: RegionTopology, timeout: float) -> Fenced:
         self.state.set_region_flag("fenced", region.name, True)
         failures = self._switch(region, True, timeout)
-        lbs = len(region.of_kind(HostKind.LB))
+        lbs = region.of_kind(HostKind.LB)
         if not failures:
-            return f"fenced ({lbs}/{lbs} load balancers refuse writes)"
-        if len(failures) == lbs:
-            return f"unreachable, recorded as fenced ({'; '.join(failures)})"
-        return f"partly fenced ({lbs - len(failures)}/{lbs}): {'; '.join(failures)}"
+            return Fenced(f"fenced ({len(lbs)}/{len(lbs)} load balancers refuse writes)",
+                          True)
+        # A load balancer that does not run takes no writes; one that runs but could not
+        # be reached may, until its lease agent fences it.
+        from hadeploy.targets.lab.target import container_states
+
+        states = container_states(self.dep.name)
+        running = [h.name for h in lbs if states.get(h.name) == "running"]
+        failed = {f.split(":", 1)[0] for f in failures}
+        certain = not failed & set(running)
+        why = "; ".join(failures) + ("" if certain else
+                                     f"; still running: {', '.join(sorted(failed & set(running)))}")
+        if len(failures) == len(lbs):
+            return Fenced(f"unreachable, recorded as fenced ({why})", certain)
+        return Fenced(f"partly fenced ({len(lbs) - len(failures)}/{len(lbs)}): {why}",
+                      certain)
 
     def prepare(self, region: RegionTopology, timeout: float) -> list[str]:
         actions: list[str] = []
@@ -113,9 +135,25 @@ class LabRegionOps:
         return f"{region.name} not fully healthy after {timeout:.0f} s"
 
 
+def reachable(address: str, timeout: float = 0.3) -> bool:
+    """Whether the host answers on the network from this machine, as SSH needs: a TCP
+    connection to its port 22 is accepted or refused (a dropped or unroutable one: no)."""
+    try:
+        with socket.create_connection((address, 22), timeout=timeout):
+            return True
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def podman_run(host: Host, argv: list[str], *, user: str = "root",
                timeout: float = 60.0) -> tuple[int, str]:
-    """A command on a lab host (as ``user``): exit code and output (stdout + stderr)."""
+    """A command on a lab host (as ``user``): exit code and output (stdout + stderr).
+    A host that cannot be reached over the network is not run on (see the module's
+    docstring): exit code 255, as ssh's."""
+    if not reachable(host.address):
+        return 255, f"{host.name} ({host.address}) is unreachable over the network"
     proc = podman.run(["exec", "--user", user, host.name, *argv], check=False,
                       timeout=timeout)
     return proc.returncode, (proc.stdout or "") + (proc.stderr or "")

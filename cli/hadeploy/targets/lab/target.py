@@ -621,6 +621,7 @@ class LabTarget:
         self._collect_host_keys([h for r in topo.regions for h in r.hosts
                                  if states.get(h.name) == "running"], refresh=set(booting))
         self._settle(plan.of("settle"), topo, report)
+        self._ensure_writer(topo)  # before Ansible: the lease agents it starts read it
         self._configure(plan.of("configure"), topo, report, hooks)
         standby = [h for r in topo.regions for h in r.hosts if h.standby]
         report.stopped = [f"container {n}" for n in self.set_running(standby, False)]
@@ -785,6 +786,20 @@ class LabTarget:
                 f"artifacts are in {self.state.path / 'ansible'}", code=ExitCode.FAILED)
         wanted = {d.name: d.spec for d in self.desired() if d.kind == "configuration"}
         self.state.save_converged({r: wanted[r] for r in regions})
+
+    def _ensure_writer(self, topo: Topology) -> None:
+        """The writer record names the region the app record names (a new deployment: the
+        primary), unless a failover is under way: it cleared the record on purpose, and
+        re-running it finishes the move. ``up`` never moves traffic, nor the right to
+        write."""
+        if self.state.read_journal() is not None:
+            return
+        provider = self.dns_provider(topo)
+        provider.wait_ready()
+        active = topo.active_region(provider.read(topo.dns.record)) or self.dep.primary.name
+        if provider.read_writer(topo.dns.writer_record) != active:
+            self.log(f"writer record: {active} takes writes")
+            provider.set_writer(topo.dns.writer_record, active)
 
     def _ensure_record(self, topo: Topology) -> tuple[list[str], bool]:
         """Point the app record at the primary only if it points at no known region.
@@ -974,6 +989,11 @@ def destroy(deployment: str, log: Log = _quiet, *, keep_backups: bool = False) -
     rules = remove_firewall_rules(deployment)
     if rules:
         removed.append(f"{rules} firewall rule(s)")
+    from hadeploy.targets.lab.faults import remove_partition_rules
+
+    cut = remove_partition_rules(deployment)  # a partition drill that could not heal
+    if cut:
+        removed.append(f"{cut} partition drill rule(s)")
     for item in removed:
         log(f"removed {item}")
     return removed
