@@ -323,6 +323,31 @@ class Clusters:
 
     # -- switchover ---------------------------------------------------------------------
 
+    def wait_streaming(self, new: RegionTopology, timeout: float) -> float:
+        """``new``'s standby leader streams from the primary (pg_stat_wal_receiver): a
+        region that rejoined seconds ago may still be starting, and the old primary's
+        shutdown checkpoint — the token a switchover waits for — is sent only to standbys
+        connected when it stops."""
+        def streaming() -> bool:
+            leader = self.view(new).standby_leader
+            if leader is None:
+                return False
+            rc, out = self.run(self._host(new, leader.name), [
+                f"{PG_BIN}/psql", "-X", "-At", "-c",
+                "SELECT status FROM pg_stat_wal_receiver"], user="postgres", timeout=10)
+            return rc == 0 and out.strip() == "streaming"
+        start = time.monotonic()
+        while not streaming():
+            if time.monotonic() - start > timeout:
+                raise HadeployError(
+                    f"{new.name}'s database does not stream from the primary (after "
+                    f"{timeout:.0f} s): a switchover now would wait for a write it cannot "
+                    "receive", hint="it may have rejoined moments ago: run the failover "
+                    "again in a few seconds; 'hadeploy status' shows its lag",
+                    code=ExitCode.REFUSED)
+            time.sleep(0.2)
+        return time.monotonic() - start
+
     def freeze(self, old: RegionTopology, timeout: float = 60.0) -> int:
         """Stop writes in ``old`` cleanly; its demotion token (a WAL position)."""
         self._patch(old, {"pause": True})

@@ -40,8 +40,8 @@ SCENARIOS: dict[str, str] = {
 MOVES_TRAFFIC = frozenset({"region", "operator", "partition"})
 ZERO_FAILURES = frozenset({"upgrade"})  # a planned change: not one request may fail
 # The order a failover's phases run in (for audit records that do not say it themselves).
-PHASE_ORDER = ("lock", "plan", "prepare", "health", "data", "fence", "lease", "freeze",
-               "promote", "dns", "verify", "rejoin")
+PHASE_ORDER = ("lock", "plan", "prepare", "health", "data", "streaming", "fence", "lease",
+               "freeze", "promote", "dns", "verify", "writable", "rejoin")
 # A client that saw this long a run of good answers after the last failure has recovered.
 SETTLED = 3.0
 

@@ -360,6 +360,12 @@ def _move_dns(ctx: FailoverContext, out: Outcome, target: RegionTopology) -> Non
     ctx.dns.wait_visible(record, [target.vip], timeout=ctx.dns.verify_timeout)
     out.dns_after = [target.vip]
     out.phases["verify"] = time.monotonic() - t
+    if ctx.ops.lease and writer is not None:
+        t = time.monotonic()
+        done = ctx.ops.wait_writable(target, timeout=lease_bound(ctx.ops.lease))
+        out.phases["writable"] = time.monotonic() - t
+        if done:
+            out.actions.append(done)
     ctx.log(f"{ctx.topology.dns.fqdn} now answers {target.vip} ({target.name}); verified on "
             "the authoritative server")
 
@@ -389,6 +395,11 @@ def _move_data(ctx: FailoverContext, req: FailoverRequest, out: Outcome,
         return None
     if writer is not None:
         source = ctx.topology.region(writer)
+        journal = ctx.state.read_journal()
+        if journal is None or journal.data_token is None:  # not frozen yet: it must follow
+            t = time.monotonic()
+            data.wait_streaming(target, timeout=30.0)
+            out.phases["streaming"] = time.monotonic() - t
         _fence(ctx, out, source, target)
         if old is not None and old.name != source.name:
             _fence(ctx, out, old, target)

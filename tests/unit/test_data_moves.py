@@ -41,10 +41,18 @@ def cluster(role: str) -> ClusterView:
 class FakeData:
     def __init__(self, rec: Recorder, roles: dict[str, str]) -> None:
         self.rec, self.roles = rec, roles
+        self.not_streaming: set[str] = set()
 
     def observe(self) -> dict[str, DataState]:
         return {name: DataState(name, f"hd-demo-{name}", cluster(role))
                 for name, role in self.roles.items()}
+
+    def wait_streaming(self, new, timeout):
+        self.rec.append(f"streaming {new.name}")
+        if new.name in self.not_streaming:
+            raise HadeployError(f"{new.name}'s database does not stream",
+                                code=ExitCode.REFUSED)
+        return 0.0
 
     def freeze(self, old):
         self.rec.append(f"freeze {old.name}")
@@ -101,7 +109,7 @@ def world(tmp_path: Path, roles: dict[str, str], **kw) -> tuple[FailoverContext,
 def test_switchover_order_fence_freeze_promote_dns_rejoin(tmp_path: Path):
     ctx, rec = world(tmp_path, {"east": "primary", "west": "standby"})
     out = failover.failover(ctx, FailoverRequest(to="west", reason="drill"))
-    assert rec == ["fence east", "freeze east", "switch east->west past 4242", f"dns {WEST}",
+    assert rec == ["streaming west", "fence east", "freeze east", "switch east->west past 4242", f"dns {WEST}",
                    "settle east as standby of west"]
     assert out.data == {"mode": "switchover", "from": "east", "token": 4242, "lost": 0}
     assert ctx.state.region_flags().data_primary == "west"
@@ -297,3 +305,17 @@ def test_wal_archiving_is_read_on_the_leader_and_a_refused_push_degrades_status(
     doc = status.data_status(TOPO, 1.0, readers)["east"]
     assert doc.archiving is None and "reading the WAL archiver" in (doc.archiving_error or "")
     assert "unknown" in status._archiving_line(None, doc.archiving_error)[0]
+
+
+def test_a_switchover_to_a_region_that_does_not_stream_yet_is_refused_before_any_change(
+        tmp_path: Path):
+    """The old primary's last write reaches only a standby streaming when it stops: a
+    region that rejoined moments ago is waited for, and refused (nothing fenced, frozen
+    or moved) when it does not stream in time."""
+    ctx, rec = world(tmp_path, {"east": "primary", "west": "standby"})
+    ctx.ops.data.not_streaming.add("west")
+    with pytest.raises(HadeployError) as err:
+        failover.failover(ctx, FailoverRequest(to="west", reason="drill"))
+    assert err.value.code is ExitCode.REFUSED
+    assert rec == ["streaming west"]
+    assert ctx.state.region_flags().fenced == ()

@@ -68,6 +68,10 @@ class FakeOps:
         self.log.append(f"prepare {region.name}")
         return []
 
+    def wait_writable(self, region, timeout):
+        self.log.append(f"writable {region.name}")
+        return f"{region.name} takes writes"
+
     def fence(self, region, timeout):
         if self.state is not None:
             self.state.set_region_flag("fenced", region.name, True)  # needs the lock
@@ -365,7 +369,7 @@ def test_an_unreachable_old_primary_keeps_writes_until_its_lease_has_run_out(
     out = failover.failover(ctx, FailoverRequest(to="west", reason="partition"))
     assert out.result == "done"
     assert rec == ["prepare west", "writer -", "fence east (unreachable)", "wait",
-                   f"dns {WEST} writer west"]
+                   f"dns {WEST} writer west", "writable west"]
     bound = topology.lease_bound(5.0)
     assert len(slept) == 1 and bound - 0.5 < slept[0] <= bound
     assert dns.writer == "west" and "lease" in out.phases
@@ -382,7 +386,7 @@ def test_a_certain_fence_or_a_target_without_leases_does_not_wait(
     ctx2.ops.lease = 5.0
     failover.failover(ctx2, FailoverRequest(to="west", reason="x"))
     assert slept2 == [] and rec2 == ["prepare west", "writer -", "fence east",
-                                     f"dns {WEST} writer west"]
+                                     f"dns {WEST} writer west", "writable west"]
 
 
 def test_no_move_when_the_old_primary_is_unreachable_and_the_writer_cannot_be_cleared(

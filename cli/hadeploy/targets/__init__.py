@@ -134,6 +134,11 @@ class DataOps(Protocol):
     def observe(self) -> dict[str, DataState]:
         """Every region's cluster now: role, leader, positions, lag."""
 
+    def wait_streaming(self, new: RegionTopology, timeout: float) -> float:
+        """Before a switchover: wait until ``new``'s database receives the primary's WAL
+        as it is written (the old primary's last write reaches it only then); seconds
+        waited. HadeployError(REFUSED) when it does not within ``timeout``."""
+
     def freeze(self, old: RegionTopology) -> int:
         """Stop writes in the old primary region cleanly; its demotion token."""
 
@@ -190,6 +195,11 @@ class RegionOps(Protocol):
     # writer (the DNS writer record) refuses writes on its own (lab: each load balancer's
     # lease agent); None when the target's regions do not fence themselves (aws).
     lease: float | None
+
+    def wait_writable(self, region: RegionTopology, timeout: float) -> str:
+        """After a failover's DNS change named ``region`` the writer: wait until it lets
+        writes through (its lease agents saw the record); what happened ('' if nothing
+        to wait for)."""
 
     def fence(self, region: RegionTopology, timeout: float) -> Fenced:
         """Make the region refuse writes (recorded first, then applied); what happened."""

@@ -120,6 +120,9 @@ class AwsRegionOps:
     # known limit, docs/aws.md); a failover fences it through the ELB API.
     lease: float | None = None
 
+    def wait_writable(self, region: RegionTopology, timeout: float) -> str:
+        return ""  # no lease agents: nothing to wait for
+
     def __init__(self, dep: Deployment, state: StateDir, doc: OperateDoc,
                  client_factory: ClientFactory | None = None,
                  endpoint_url: str | None = None, poll: float = 5.0,

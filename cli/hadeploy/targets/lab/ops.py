@@ -47,6 +47,23 @@ s.recv(4096)
 """
 
 
+# Wait on a load balancer until its lease agent lets writes through (argv: region, timeout).
+_WRITABLE = """
+import json, sys, time
+region, deadline = sys.argv[1], time.time() + float(sys.argv[2])
+while True:
+    try:
+        doc = json.load(open("/run/hadeploy/lease.json"))
+        if doc.get("fenced") is False and doc.get("writer") == region:
+            sys.exit(0)
+    except (OSError, ValueError):
+        pass
+    if time.time() > deadline:
+        sys.exit(1)
+    time.sleep(0.05)
+"""
+
+
 class LabRegionOps:
     """:class:`hadeploy.targets.RegionOps` for the lab."""
 
@@ -103,6 +120,27 @@ class LabRegionOps:
             return Fenced(f"unreachable, recorded as fenced ({why})", certain)
         return Fenced(f"partly fenced ({len(lbs) - len(failures)}/{len(lbs)}): {why}",
                       certain)
+
+    def wait_writable(self, region: RegionTopology, timeout: float) -> str:
+        """After the writer record names ``region``: wait until the lease agent of each of
+        its running load balancers has seen it and lets writes through."""
+        start = time.monotonic()
+
+        def one(host: Host) -> str | None:
+            rc, out = podman_run(host, ["python3", "-c", _WRITABLE, region.name,
+                                        str(timeout)], timeout=timeout + 10)
+            return None if rc == 0 else f"{host.name}: {out.strip()[:120] or 'still fenced'}"
+        from hadeploy.targets.lab.target import container_states
+
+        states = container_states(self.dep.name)
+        lbs = [h for h in region.of_kind(HostKind.LB) if states.get(h.name) == "running"]
+        with ThreadPoolExecutor(max_workers=len(lbs) or 1) as pool:
+            failures = [f for f in pool.map(one, lbs) if f]
+        if failures:
+            return (f"{region.name}'s lease agents did not let writes through within "
+                    f"{timeout:.0f} s: {'; '.join(failures)}")
+        return (f"{region.name} takes writes ({len(lbs)} load balancer(s)' lease agents, "
+                f"{time.monotonic() - start:.2f} s)")
 
     def prepare(self, region: RegionTopology, timeout: float) -> list[str]:
         actions: list[str] = []
