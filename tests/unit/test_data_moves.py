@@ -109,8 +109,8 @@ def world(tmp_path: Path, roles: dict[str, str], **kw) -> tuple[FailoverContext,
 def test_switchover_order_fence_freeze_promote_dns_rejoin(tmp_path: Path):
     ctx, rec = world(tmp_path, {"east": "primary", "west": "standby"})
     out = failover.failover(ctx, FailoverRequest(to="west", reason="drill"))
-    assert rec == ["streaming west", "fence east", "freeze east", "switch east->west past 4242", f"dns {WEST}",
-                   "settle east as standby of west"]
+    assert rec == ["streaming west", "fence east", "freeze east",
+                   "switch east->west past 4242", f"dns {WEST}", "settle east as standby of west"]
     assert out.data == {"mode": "switchover", "from": "east", "token": 4242, "lost": 0}
     assert ctx.state.region_flags().data_primary == "west"
     assert set(out.phases) >= {"data", "fence", "freeze", "promote", "dns", "rejoin"}
