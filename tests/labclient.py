@@ -30,8 +30,8 @@ def resolver(zone: str, server: str, record: str = "app") -> Callable[[], str | 
 
 
 def request(host: str, method: str, path: str, body: dict | None = None,
-            timeout: float = 3.0) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection(host, 80, timeout=timeout)
+            timeout: float = 3.0, port: int = 80) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, json.dumps(body) if body is not None else None,
                      {"Content-Type": "application/json"})

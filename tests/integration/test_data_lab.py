@@ -124,8 +124,11 @@ def lab(tmp_path_factory) -> Ctx:
     assert NAME not in deployments_present()
 
 
+# Without the lease (failover.lease: 0) every region takes writes into its own store, as
+# deployments did before self-fencing; the next test turns both on.
 STATELESS = CONFIG.replace("data: {hosts: 3, rpo_budget: 5}",
-                           "data: {enabled: false}")
+                           "data: {enabled: false}").replace("min_interval: 0}",
+                                                             "min_interval: 0, lease: 0}")
 
 
 def test_a_deployment_without_a_database_tier_keeps_items_on_shared_storage(lab):
@@ -181,7 +184,10 @@ def test_items_written_in_east_are_read_in_west_and_west_refuses_writes(lab):
     status, item = request(VIP["west"], "GET", "/items/order-1")
     assert status == 200 and item["qty"] == 3
     status, body = request(VIP["west"], "POST", "/items", {"id": "order-2"})
-    assert status == 503 and "read-only region" in body["error"]
+    assert status == 503 and "not the writer" in body["error"], "west's lease agents"
+    status, body = request(address(lab, f"hd-{NAME}-west-app1"), "POST", "/items",
+                           {"id": "order-2"}, port=8080)
+    assert status == 503 and "read-only region" in body["error"], "and west's app itself"
     status, health = request(VIP["west"], "GET", "/healthz")
     assert status == 200 and health["database"] == "replica", "a correct standby is healthy"
 

@@ -390,3 +390,40 @@ def test_drill_operator_kills_a_failover_before_dns_and_the_rerun_finishes_it(fo
     assert not (fo.state / NAME / "failover-journal.json").exists()
     last = [a for a in fo.audit() if a.get("operation") == "failover"][-1]
     assert last["result"] == "done" and last["resumed"] is True and last["to"] == "west"
+
+
+def test_drill_partition_the_cut_off_region_stops_taking_writes_by_itself(fo, measurements):
+    """'hadeploy drill partition': west (active since the operator drill) is cut off from
+    the other regions, the DNS server and this machine by firewall rules while its hosts
+    run. The drill's watch fails over; the failover cannot reach west's load balancers,
+    so it waits out their lease; west's lease agents, no longer hearing the DNS server,
+    refuse writes within the lease — before east takes its first. Then the cut is lifted
+    and 'up' brings west back, fenced."""
+    r = fo.cli("drill", "partition", "--yes", "--json", "--report",
+               str(fo.work / "drill-partition"), timeout=900)
+    assert r.rc == 0, r.err[-3000:] + r.out[-3000:]
+    doc = json.loads(r.out)
+    assert doc["met"] and doc["serving"] == "east" and doc["region"] == "west", doc["problems"]
+    cut = doc["isolation"]
+    bound = cut["lease_bound"]
+    assert bound == pytest.approx(5.75)  # the default lease, 5 s
+    # west took writes from inside for a while (nobody could tell it otherwise) ...
+    assert cut["inside_writes"] > 20 and cut["refusing_from"] is not None, cut
+    # ... and stopped within its lease, before east acknowledged anything
+    assert cut["refusing_from"] <= bound + 0.5, cut
+    assert cut["overlap_seconds"] is not None and cut["overlap_seconds"] < 0, cut
+    assert "failover: lease" in doc["phases"], doc["phases"]
+    assert doc["rto_split"]["lease"] >= 4.0, doc["rto_split"]
+    measurements["drill partition: client RTO (s) / lease wait (s) / west refusing from (s)"] = (
+        doc["rto_seconds"], doc["rto_split"]["lease"], cut["refusing_from"])
+    assert answer() == [VIP["east"]]
+    listing = subprocess.run(["iptables", "-S"], capture_output=True, text=True,
+                             check=True).stdout
+    assert f"hadeploy:{NAME}:partition" not in listing, "the cut was not lifted"
+    status = fo.json("status")
+    assert status["dns"]["writer"] == "east" and status["active_region"] == "east"
+    west = next(x for x in status["regions"] if x["name"] == "west")
+    assert west["fenced"] and west["healthy"], west
+    failover = [a for a in fo.audit() if a.get("operation") == "failover"][-1]
+    assert failover["to"] == "east" and any("west unreachable" in a
+                                            for a in failover["actions"]), failover

@@ -106,8 +106,8 @@ def get_json(host: str, path: str, port: int = 80) -> tuple[int, dict, dict]:
         conn.close()
 
 
-def post_json(host: str, path: str, body: dict) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection(host, 80, timeout=3)
+def post_json(host: str, path: str, body: dict, port: int = 80) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection(host, port, timeout=3)
     try:
         conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
         resp = conn.getresponse()
@@ -241,8 +241,12 @@ def test_items_written_in_the_active_region_are_served_by_every_app_host(lab):
         assert served_by == {f"hd-{NAME}-{region}-app1", f"hd-{NAME}-{region}-app2"}
         status, root, headers = get_json(vip, "/")
         assert root["region"] == region and "x-hadeploy-lb" in headers
+    # refused by west's load balancers (their lease agents: the writer record names east)
     status, body = post_json(WEST_VIP, "/items", {"id": item_id + "-w"})
-    assert status == 503 and "read-only region" in body["error"]
+    assert status == 503 and "not the writer" in body["error"], body
+    # ... and by west's app itself, were a write to get past them (its database is a replica)
+    status, body = post_json("10.92.2.21", "/items", {"id": item_id + "-w"}, port=8080)
+    assert status == 503 and "read-only region" in body["error"], body
 
 
 def drill(lab: Lab, measurements, scenario: str) -> dict:
