@@ -1065,6 +1065,8 @@ failover:
   hold_down: 30            # seconds of success before a region counts as back
   min_interval: 300        # seconds between two automatic failovers (no flapping)
   auto_failback: false
+  lease: 5                 # a region that cannot confirm it is the writer for this long
+                           #   refuses writes by itself (a partition); 0: off
 
 data:                      # a PostgreSQL cluster (Patroni) in every region
   enabled: true            # false for a stateless app

@@ -84,9 +84,13 @@ class LabRegionOps:
                                   observe_timeout=self.dep.failover.probe_timeout)
         return self._data
 
-    def _switch(self, region: RegionTopology, on: bool, timeout: float) -> list[str]:
-        """Switch the fencing ACL on every LB of the region; return the failures."""
+    def _switch(self, region: RegionTopology, on: bool, timeout: float,
+                states: dict[str, str] | None = None) -> list[str]:
+        """Switch the fencing ACL on every LB of the region; return the failures (a load
+        balancer known not to run is one at once: nothing to wait for on the network)."""
         def one(host: Host) -> str | None:
+            if states is not None and states.get(host.name) != "running":
+                return f"{host.name}: not running"
             if not reachable(host.address):
                 return f"{host.name}: unreachable over the network"
             try:
@@ -100,22 +104,22 @@ class LabRegionOps:
             return [f for f in pool.map(one, lbs) if f]
 
     def fence(self, region: RegionTopology, timeout: float) -> Fenced:
+        from hadeploy.targets.lab.target import container_states
+
         self.state.set_region_flag("fenced", region.name, True)
-        failures = self._switch(region, True, timeout)
+        states = container_states(self.dep.name)
+        failures = self._switch(region, True, timeout, states)
         lbs = region.of_kind(HostKind.LB)
         if not failures:
             return Fenced(f"fenced ({len(lbs)}/{len(lbs)} load balancers refuse writes)",
                           True)
         # A load balancer that does not run takes no writes; one that runs but could not
         # be reached may, until its lease agent fences it.
-        from hadeploy.targets.lab.target import container_states
-
-        states = container_states(self.dep.name)
-        running = [h.name for h in lbs if states.get(h.name) == "running"]
+        running = {h.name for h in lbs if states.get(h.name) == "running"}
         failed = {f.split(":", 1)[0] for f in failures}
-        certain = not failed & set(running)
+        certain = not failed & running
         why = "; ".join(failures) + ("" if certain else
-                                     f"; still running: {', '.join(sorted(failed & set(running)))}")
+                                     f"; still running: {', '.join(sorted(failed & running))}")
         if len(failures) == len(lbs):
             return Fenced(f"unreachable, recorded as fenced ({why})", certain)
         return Fenced(f"partly fenced ({len(lbs) - len(failures)}/{len(lbs)}): {why}",
