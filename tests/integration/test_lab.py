@@ -169,7 +169,7 @@ def test_status_json_contract(lab):
     assert doc["active_region"] == "east" and doc["healthy"] is True
     assert doc["dns"] == {"server": DNS_SERVER, "port": 53, "zone": "hdtest.test",
                           "record": "app.hdtest.test.", "ttl": 2, "answer": [EAST_VIP],
-                          "error": None}
+                          "error": None, "writer": "east"}
     assert [r["name"] for r in doc["regions"]] == ["east", "west"]
     for region, vip in zip(doc["regions"], (EAST_VIP, WEST_VIP), strict=True):
         assert region["vip"] == vip and region["url"] == f"http://{vip}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 import threading
 import urllib.error
@@ -138,3 +140,24 @@ def test_one_shot_commands_refuse_bad_usage(tmp_path, capsys):
     assert app.main(["--env-file", str(env_file), "frobnicate"]) == 2
     assert "usage:" in capsys.readouterr().err
     assert app.main(["--env-file", str(env_file), "export-files"]) == 0  # no items dir
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
+def test_read_only_storage_is_a_healthy_replica_that_refuses_writes(server):
+    """On aws a secondary region's shared storage is an EFS replication destination:
+    read-only until a failover promotes it. Such a region is ready to serve (health 200,
+    saying so), reads work, writes are refused; a storage that is gone stays unhealthy."""
+    url, cfg = server
+    assert call(url + "/items", {"id": "before"})[0] == 201
+    items = cfg.data_dir / "items"
+    subprocess.run(["mount", "--bind", str(items), str(items)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(items)], check=True)
+        status, body = call(url + "/healthz")
+        assert status == 200 and body["storage"].startswith("read-only"), body
+        assert call(url + "/items/before")[0] == 200
+        assert call(url + "/items", {"id": "after"})[0] == 503
+    finally:
+        subprocess.run(["umount", str(items)], check=True)
+    status, body = call(url + "/healthz")
+    assert status == 200 and body["storage"] == "writable"

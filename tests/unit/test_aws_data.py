@@ -212,3 +212,83 @@ def test_status_shows_the_aurora_view_of_every_region():
     assert doc["west"].role == "primary" and doc["west"].leader == "hd-demo-west"
     assert doc["east"].role == "down" and doc["east"].slots is None
     stubs.done()
+
+
+# --- storage: a failover promotes the target's EFS replica before its health guard ---------
+
+def storage_ops(tmp_path, stubs: Stubs):
+    from hadeploy import config
+    from hadeploy.state import StateDir
+    from hadeploy.targets.aws.ops import AwsRegionOps, OperateDoc, RegionOperate
+
+    doc = OperateDoc(zone="example.com", record="app", ttl=60, mode="failover",
+                     checker_regions=[], regions={r: RegionOperate(
+                         aws_region=a, alb_dns_name=f"{r}.elb", hosts=2, standby="hot",
+                         efs_id=f"fs-{r}") for r, (a, _c) in CLUSTERS.items()})
+    dep = config.parse({"name": "demo", "regions": [
+        {"name": "east", "role": "primary", "lab_subnet": "10.91.1.0/24"},
+        {"name": "west", "role": "secondary", "lab_subnet": "10.91.2.0/24"}]})
+    return AwsRegionOps(dep, StateDir(tmp_path / "demo"), doc, client_factory=stubs,
+                        topo=topology())
+
+
+def replication(source: str, dest: str) -> dict[str, Any]:
+    return {"Replications": [{
+        "SourceFileSystemId": source, "SourceFileSystemRegion": "us-east-1",
+        "SourceFileSystemArn": f"arn:aws:elasticfilesystem:us-east-1:{ACCOUNT}:"
+                               f"file-system/{source}",
+        "OriginalSourceFileSystemArn": f"arn:aws:elasticfilesystem:us-east-1:{ACCOUNT}:"
+                                       f"file-system/{source}",
+        "CreationTime": datetime(2026, 11, 28, tzinfo=UTC),
+        "Destinations": [{"Status": "ENABLED", "FileSystemId": dest,
+                          "Region": "eu-west-1"}]}]}
+
+
+def test_a_failover_to_a_replica_region_promotes_its_file_system_first(tmp_path):
+    """Prepare (before the health guard) deletes the replication into the target's file
+    system from the target's own region; when the source region's side does not answer,
+    only this region's side (DeletionMode LOCAL_CONFIGURATION_ONLY)."""
+    stubs = Stubs()
+    efs = stubs.stub("efs", "eu-west-1")
+    efs.add_response("describe_replication_configurations",
+                     replication("fs-east", "fs-west"), {"FileSystemId": "fs-west"})
+    efs.add_response("delete_replication_configuration", {},
+                     {"SourceFileSystemId": "fs-east"})
+    ops = storage_ops(tmp_path, stubs)
+    actions = ops.prepare(topology().region("west"), timeout=5)
+    assert actions == ["promoted the file system fs-west of west: replication from fs-east "
+                       "deleted; writable within minutes"]
+    stubs.done()
+    # the source region is down: its side cannot be deleted
+    stubs = Stubs()
+    efs = stubs.stub("efs", "eu-west-1")
+    efs.add_response("describe_replication_configurations",
+                     replication("fs-east", "fs-west"), {"FileSystemId": "fs-west"})
+    efs.add_client_error("delete_replication_configuration", "InternalServerError",
+                         expected_params={"SourceFileSystemId": "fs-east"})
+    efs.add_response("delete_replication_configuration", {},
+                     {"SourceFileSystemId": "fs-east",
+                      "DeletionMode": "LOCAL_CONFIGURATION_ONLY"})
+    text = storage_ops(tmp_path, stubs).promote_storage(topology().region("west"), 5)
+    assert "this region's side only" in text and "InternalServerError" in text
+    stubs.done()
+
+
+def test_nothing_to_promote_when_the_file_system_replicates_nowhere_or_is_the_source(tmp_path):
+    stubs = Stubs()
+    efs = stubs.stub("efs", "us-east-1")
+    efs.add_client_error("describe_replication_configurations", "ReplicationNotFound",
+                         expected_params={"FileSystemId": "fs-east"})
+    efs.add_response("describe_replication_configurations",
+                     replication("fs-east", "fs-west"), {"FileSystemId": "fs-east"})
+    ops = storage_ops(tmp_path, stubs)
+    assert ops.promote_storage(topology().region("east"), 5) == ""
+    assert ops.promote_storage(topology().region("east"), 5) == ""  # east is the source
+    stubs.done()
+    stubs = Stubs()
+    stubs.stub("efs", "eu-west-1").add_client_error(
+        "describe_replication_configurations", "AccessDeniedException", http_status_code=403,
+        expected_params={"FileSystemId": "fs-west"})
+    text = storage_ops(tmp_path, stubs).promote_storage(topology().region("west"), 5)
+    assert text.startswith("could not promote the file system fs-west of west") \
+        and text.endswith("it stays read-only")

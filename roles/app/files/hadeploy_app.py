@@ -19,14 +19,16 @@ Endpoints (all answers are JSON):
                         503 in a standby region (its database is read-only)
     GET  /items         200 {"count", "digest"}: how many items, and an md5 of their ids
     GET  /items/<id>    200 the stored item plus "served_by", or 404
-    GET  <health path>  200 if the region can serve right now (storage writable; the
-                        database readable: a correct standby region is healthy), else 503
+    GET  <health path>  200 if the region can serve right now, or once promoted (storage
+                        writable, or read-only as a whole: a replica; the database
+                        readable: a correct standby region is healthy), else 503
     GET  /readyz        200 while the process serves requests
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -159,15 +161,24 @@ class ItemStore:
         return item
 
     def probe(self) -> dict[str, Any]:
-        """Raise OSError unless a file can be created, synced and removed right now."""
-        fd, tmp = tempfile.mkstemp(prefix=".probe-", dir=self.items_dir)
+        """Raise OSError unless a file can be created, synced and removed right now — or
+        the storage is read-only as a whole (EROFS) and readable: a replica (on aws an EFS
+        replication destination) serves reads now and takes writes once a failover
+        promotes it, so it is ready, and says so."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".probe-", dir=self.items_dir)
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise
+            os.listdir(self.items_dir)  # readable, or this raises too
+            return {"store": "files", "storage": "read-only (a replica until promoted)"}
         try:
             os.write(fd, b"ok")
             os.fsync(fd)
         finally:
             os.close(fd)
             os.unlink(tmp)
-        return {"store": "files"}
+        return {"store": "files", "storage": "writable"}
 
 
 class ReadOnlyRegion(Exception):
@@ -341,8 +352,8 @@ class AppHandler(BaseHTTPRequestHandler):
     def health(self) -> None:
         cfg = self.config
         try:
-            self.server.files.probe()
-            detail = self.server.store.probe()
+            storage = self.server.files.probe()["storage"]
+            detail = {**self.server.store.probe(), "storage": storage}
         except Exception as exc:  # any failure means: not ready to serve
             self.send_json(503, {"status": "unhealthy", "reason": f"{type(exc).__name__}: "
                                  f"{str(exc).strip()[:300]}", "host": cfg.host,

@@ -658,7 +658,7 @@ def operate_doc(dep: Deployment, settings: AwsSettings,
             target_group_arn=out.get("target_group_arn"),
             https_listener_arn=out.get("https_listener_arn"),
             hosts=int(out.get("hosts") or region.hosts), standby=region.standby.value,
-            db_cluster_id=out.get("db_cluster_id"),
+            efs_id=out.get("efs_id"), db_cluster_id=out.get("db_cluster_id"),
             db_global_cluster_id=out.get("db_global_cluster_id"))
     return OperateDoc(zone=dep.dns.zone, zone_id=glob.get("zone_id"), record=dep.dns.record,
                       ttl=dep.dns.ttl,

@@ -53,6 +53,7 @@ class RegionOperate(_Doc):
     https_listener_arn: str | None = None
     hosts: int
     standby: Literal["hot", "warm", "cold"]
+    efs_id: str | None = None  # the region's shared file system (promoted by a failover)
     db_cluster_id: str | None = None  # the region's Aurora cluster (a database tier)
     db_global_cluster_id: str | None = None
 
@@ -225,6 +226,9 @@ class AwsRegionOps:
                 self.state.set_region_flag("promoted", region.name, True)
             except Exception as exc:
                 actions.append(f"could not scale up {region.name}: {error_text(exc)}")
+        promoted = self.promote_storage(region, min(timeout, 10.0))
+        if promoted:
+            actions.append(promoted)
         if region.fenced:
             failure = self.unfence(region, min(timeout, 10.0))
             if failure is None:
@@ -235,6 +239,45 @@ class AwsRegionOps:
         if scaled or region.fenced or region.standby in ("warm", "cold"):
             actions.append(self._wait_healthy_target(region, timeout))
         return actions
+
+    def promote_storage(self, region: RegionTopology, timeout: float) -> str:
+        """Make the target's shared storage writable: while it is the destination of the
+        old writer's EFS replication it is read-only (its app reports it healthy as a
+        replica, and refuses writes). The replication is deleted from the target's own
+        region — only this region's side when the source region's API does not answer,
+        which AWS allows for a region that is down. What was done ('' when nothing was
+        needed). AWS makes the file system writable within minutes; until then writes
+        are refused with 503, reads are served."""
+        info = self._region(region.name)
+        fs = info.efs_id if info else None
+        if not fs:
+            return ""
+        try:
+            efs = self._client("efs", region, timeout)
+            try:
+                replications = efs.describe_replication_configurations(
+                    FileSystemId=fs).get("Replications", [])
+            except Exception as exc:
+                if error_text(exc).startswith("ReplicationNotFound"):
+                    return ""
+                raise
+            sources = [r["SourceFileSystemId"] for r in replications
+                       if r.get("SourceFileSystemId") != fs
+                       and any(d.get("FileSystemId") == fs for d in r.get("Destinations", []))]
+            if not sources:
+                return ""
+            try:
+                efs.delete_replication_configuration(SourceFileSystemId=sources[0])
+                how = ""
+            except Exception as exc:  # the source region's side does not answer
+                efs.delete_replication_configuration(SourceFileSystemId=sources[0],
+                                                     DeletionMode="LOCAL_CONFIGURATION_ONLY")
+                how = f" (this region's side only: {error_text(exc)})"
+        except Exception as exc:
+            return (f"could not promote the file system {fs} of {region.name}: "
+                    f"{error_text(exc)}; it stays read-only")
+        return (f"promoted the file system {fs} of {region.name}: replication from "
+                f"{sources[0]} deleted{how}; writable within minutes")
 
     def target_health(self, region: RegionTopology, timeout: float) -> dict[str, str]:
         """Instance id → the ALB's view of it (healthy, initial, unhealthy, …)."""

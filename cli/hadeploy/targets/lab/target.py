@@ -623,6 +623,7 @@ class LabTarget:
         self._settle(plan.of("settle"), topo, report)
         self._ensure_writer(topo)  # before Ansible: the lease agents it starts read it
         self._configure(plan.of("configure"), topo, report, hooks)
+        self._settle_configured(plan.of("configure"), topo, report)
         standby = [h for r in topo.regions for h in r.hosts if h.standby]
         report.stopped = [f"container {n}" for n in self.set_running(standby, False)]
         for name in report.stopped:
@@ -732,6 +733,24 @@ class LabTarget:
                                check=True, capture_output=True)
                 added += 1
         return added
+
+    def _settle_configured(self, configured: list[Change], topo: Topology,
+                           report: LabReport) -> None:
+        """A configuration run can leave a region's database out of its role — e.g. a new
+        database tier whose standby cluster came up paused under load — which the next
+        'plan' would report: settle those regions now, so one 'up' converges."""
+        if not configured or topo.data_primary_region is None:
+            return
+        from hadeploy.data import observe
+        from hadeploy.watch import unsettled
+
+        regions = {c.name for c in configured}
+        todo = [r for r in unsettled(topo, observe(topo)) if r in regions]
+        if todo:
+            self.log(f"database of {', '.join(todo)} out of its role after configuration: "
+                     "settling")
+            self._settle([Change("settle", "database", r, r, "out of its role after "
+                                 "configuration") for r in todo], topo, report)
 
     def _settle(self, changes: list[Change], topo: Topology, report: LabReport) -> None:
         """Put regions' databases back in their roles (a boot fence paused them, or a
