@@ -118,7 +118,10 @@ class Client:
             resp = conn.getresponse()
             raw = resp.read()
             ok = resp.status in (200, 201)
-            self.samples.append(Sample(time.time(), method, ok, address, str(resp.status),
+            # a refusal says why (haproxy's and the app's errors are short JSON)
+            detail = str(resp.status) if ok else \
+                f"{resp.status} {raw[:120].decode('utf-8', 'replace')}".strip()
+            self.samples.append(Sample(time.time(), method, ok, address, detail,
                                        resp.getheader("X-HADeploy-LB")))
             if not ok:
                 return None

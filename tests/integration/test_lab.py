@@ -355,6 +355,13 @@ def configure(lab: Lab, version: str, extra: str = "") -> None:
 LB_CHANGE = "lb: {check_interval: 1, timeout_server: 10, vrrp_advert_interval: 0.5}\n"
 
 
+def lease_journals(region: str) -> dict[str, str]:
+    """The lease agents' logs of a region's load balancers (what a failure report needs)."""
+    return {lb: podman("exec", lb, "journalctl", "-u", "hadeploy-lease", "--no-pager", "-n",
+                       "12", check=False).stdout[-1500:]
+            for lb in (f"hd-{NAME}-{region}-lb1", f"hd-{NAME}-{region}-lb2")}
+
+
 def up_under_load(lab: Lab, tag: str, rc: int = 0):
     """'up' while a client (the drills' client, pinned to the active VIP) posts items and
     reads them back: it exits ``rc``, no request fails, every acknowledged write is there."""
@@ -373,7 +380,7 @@ def up_under_load(lab: Lab, tag: str, rc: int = 0):
     assert r.rc == rc, r.err[-3000:]
     assert len(load.samples) > 100, len(load.samples)
     failed = [s for s in load.samples if not s.ok]
-    assert failed == [], failed[:10]
+    assert failed == [], (failed[:3], failed[-1:], lease_journals("east"))
     assert missing([item for item, *_ in load.acked], EAST_VIP) == []
     return r, load, seconds
 
