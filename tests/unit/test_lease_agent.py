@@ -463,3 +463,45 @@ def test_bad_arguments_exit_2(tmp_path: Path, bad: list[str]):
     assert proc.returncode == 2
     assert bad[0] in proc.stderr
     assert not (tmp_path / "a").exists()
+
+
+def notify_socket(tmp_path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.settimeout(6)
+    return sock
+
+
+def test_the_agent_is_ready_after_its_first_decision_and_waits_out_silence_at_start(
+        tmp_path: Path, dns_server: FakeDNS, admin: FakeAdmin, monkeypatch):
+    """Type=notify: READY=1 once the first decision is applied (haproxy starts after it).
+    A server silent at start is asked again for up to 3 s before the agent decides: the
+    ACL stays as it was (a rebooted load balancer does not refuse writes because its first
+    query found no network), then it fences."""
+    acl = tmp_path / "selffenced.acl"
+    acl.write_text("")
+    ready = notify_socket(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    dns_server.value = "east"
+    proc = start_agent(tmp_path, dns_server.address, admin.path)
+    try:
+        assert ready.recv(64) == b"READY=1"
+        assert acl.read_text() == "" and (read_state(tmp_path / "run" / "lease.json")
+                                          or {}).get("fenced") is False
+    finally:
+        rc, output = stop_agent(proc)
+    assert rc == 0, output
+    # silent at start
+    dns_server.silent = True
+    started = time.monotonic()
+    proc = start_agent(tmp_path, dns_server.address, admin.path)
+    try:
+        time.sleep(1.5)
+        assert acl.read_text() == "", "no decision during the start grace"
+        assert ready.recv(64) == b"READY=1"
+        assert 2.8 <= time.monotonic() - started < 6
+        wait_for(lambda: acl.read_text() == "0.0.0.0/0\n", 1, "fenced after the grace")
+    finally:
+        rc, output = stop_agent(proc)
+        ready.close()
+    assert rc == 0, output

@@ -63,6 +63,13 @@ RCODE_NXDOMAIN = 3
 NO_WRITER = "-"
 MAX_TIMEOUT = 0.5  # the longest per-round query timeout
 REASSERT = 5.0  # seconds between re-assertions of the applied state (and state file writes)
+# At start, silence is not yet a decision: the first rounds of a booting host may find no
+# network. For up to this long the agent keeps the ACL as haproxy loads it from the file
+# (what the agent last applied) and asks again; the first answer from a majority — or the
+# end of this grace — is its first decision, after which it tells systemd it is ready
+# (Type=notify: haproxy is ordered after it, so a rebooted load balancer takes the VIP back
+# only once its lease state is decided).
+START_GRACE = 3.0
 ADMIN_TIMEOUT = 0.5  # haproxy's admin socket is local: it answers in milliseconds
 
 
@@ -366,6 +373,8 @@ class Agent:
         self.reason = "starting"
         self.since = time.time()
         self.started = False
+        self.ready = False
+        self.born = time.monotonic()
         self.applied: bool | None = None  # the state haproxy confirmed (None: unknown)
         self.asserted = -math.inf
         self.state_written = -math.inf
@@ -383,14 +392,21 @@ class Agent:
             self.last_ok = start  # the answers reflect the record no earlier than this
         if d.writer is not None:
             self.writer = d.writer
+        if not self.started and not d.renewed and d.writer is None \
+                and now - self.born < START_GRACE:
+            return  # silence at start: ask again before the first decision
         self.reason = d.reason
         changed = d.fenced != self.fenced or not self.started
         if changed:
             log(("" if self.started else "start: ") + d.reason)
             self.fenced, self.since, self.started = d.fenced, time.time(), True
+        first = changed and not self.ready
         self.apply(now)
         if changed or now - self.state_written >= REASSERT:
             self.write_state(now)
+        if first:
+            sd_notify("READY=1")
+            self.ready = True
 
     def apply(self, now: float) -> None:
         if self.applied == self.fenced and now - self.asserted < REASSERT:
@@ -445,6 +461,21 @@ class Agent:
             except OSError as exc:  # never crash the loop on a network or socket error
                 log(f"round failed: {exc}")
             time.sleep(max(0.0, start + self.args.interval - time.monotonic()))
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) ``message``; nothing when not run by systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(path)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log(f"cannot notify systemd: {exc}")
 
 
 # -- Command line --------------------------------------------------------------------------
