@@ -8,7 +8,6 @@ DNS server's network, this machine — while traffic inside the region still flo
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.status import RegionStatus, StatusDoc
 from hadeploy.targets.lab import podman
 from hadeploy.targets.lab.naming import dns_container
-from hadeploy.targets.lab.target import REGION_LABEL, _iptables
+from hadeploy.targets.lab.target import REGION_LABEL, _iptables, remove_marked_rules
 
 # The app role's "restart pending" marker (roles/app/vars/main.yml, __app_restart_marker).
 RESTART_MARKER = "/var/lib/hadeploy/app-restart-pending"
@@ -186,20 +185,7 @@ def partition_rules(subnet: str) -> list[list[str]]:
 
 def remove_partition_rules(deployment: str) -> int:
     """Delete every filter rule of ``deployment``'s partition drills; how many."""
-    exe = shutil.which("iptables")
-    if exe is None:
-        return 0
-    listing = subprocess.run([exe, "-S"], capture_output=True, text=True, check=False,
-                             timeout=30).stdout
-    mark = f"hadeploy:{deployment}:partition"
-    removed = 0
-    for line in listing.splitlines():
-        words = [w.strip('"') for w in line.split()]
-        if words[:1] == ["-A"] and mark in words:
-            subprocess.run([exe, "-D", *words[1:]], capture_output=True, check=False,
-                           timeout=30)
-            removed += 1
-    return removed
+    return remove_marked_rules(f"hadeploy:{deployment}:partition")
 
 
 # A client inside a region (run on one of its hosts): a write through the region's VIP

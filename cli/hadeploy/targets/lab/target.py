@@ -951,20 +951,35 @@ def _iptables() -> str:
     return exe
 
 
-def _nat_rules(deployment: str) -> list[list[str]]:
-    """This deployment's nat rules as ``iptables -S`` words (``-A CHAIN ...``)."""
+def marked_rules(mark: str, table: str = "filter") -> list[list[str]]:
+    """The rules of ``table`` carrying the comment ``mark``, as ``iptables -S`` words
+    (``-A CHAIN ...``)."""
     exe = shutil.which("iptables")
     if exe is None:
         return []
-    listing = subprocess.run([exe, "-t", "nat", "-S"], capture_output=True, text=True,
-                             check=False).stdout
-    comment = f"hadeploy:{deployment}"
+    listing = subprocess.run([exe, "-t", table, "-S"], capture_output=True, text=True,
+                             check=False, timeout=30).stdout
     rules = []
     for line in listing.splitlines():
         words = [w.strip('"') for w in line.split()]
-        if words[:1] == ["-A"] and comment in words:
+        if words[:1] == ["-A"] and mark in words:
             rules.append(words)
     return rules
+
+
+def remove_marked_rules(mark: str, table: str = "filter") -> int:
+    """Delete every rule of ``table`` carrying the comment ``mark``; how many."""
+    exe = shutil.which("iptables")
+    rules = marked_rules(mark, table)
+    for words in rules:
+        subprocess.run([str(exe), "-t", table, "-D", *words[1:]], capture_output=True,
+                       check=False, timeout=30)
+    return len(rules)
+
+
+def _nat_rules(deployment: str) -> list[list[str]]:
+    """This deployment's nat rules as ``iptables -S`` words (``-A CHAIN ...``)."""
+    return marked_rules(f"hadeploy:{deployment}", "nat")
 
 
 def firewall_pairs(deployment: str) -> set[tuple[str, str]]:
@@ -979,12 +994,7 @@ def firewall_pairs(deployment: str) -> set[tuple[str, str]]:
 
 def remove_firewall_rules(deployment: str) -> int:
     """Delete every nat rule carrying this deployment's comment; return how many."""
-    exe = shutil.which("iptables")
-    rules = _nat_rules(deployment)
-    for words in rules:
-        subprocess.run([str(exe), "-t", "nat", "-D", *words[1:]], capture_output=True,
-                       check=False)
-    return len(rules)
+    return remove_marked_rules(f"hadeploy:{deployment}", "nat")
 
 
 def destroy(deployment: str, log: Log = _quiet, *, keep_backups: bool = False) -> list[str]:
