@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the lab client the data-tier tests use
 from tests.labclient import Writer, missing, resolver  # noqa: E402
 
-NAME, ZONE, DNS = "hddbench", "hddbench.test", "10.84.0.53"
+NAME, ZONE = "hddbench", "hddbench.test"
+DNS = ["10.84.1.6", "10.84.2.6", "10.84.0.53"]  # east's, west's and the witness
 VIP = {"east": "10.84.1.10", "west": "10.84.2.10"}
 CONFIG = f"""\
 name: {NAME}

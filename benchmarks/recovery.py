@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO / "cli"))
 
 from hadeploy import drill  # noqa: E402
 
-NAME, ZONE, DNS = "hdrec", "hdrec.test", "10.81.0.53"
+NAME, ZONE = "hdrec", "hdrec.test"
+DNS = [("10.81.1.6", 53), ("10.81.2.6", 53), ("10.81.0.53", 53)]  # east, west, witness
 VIPS = {"east": "10.81.1.10", "west": "10.81.2.10"}
 PROFILES = {
     # the lab defaults until 2026-11-29 (the measurement that replaced them: docs/benchmarks.md)
@@ -105,7 +106,7 @@ class Lab:
         return out
 
     def active(self) -> str:
-        resolve = drill.dns_resolver(DNS, 53, f"app.{ZONE}.")
+        resolve = drill.dns_resolver(DNS, f"app.{ZONE}.")
         address, _ = resolve()
         return next(r for r, v in VIPS.items() if v == address)
 
@@ -128,7 +129,7 @@ class Lab:
 def kill_round(lab: Lab, n: int) -> dict:
     active = lab.active()
     victims = lab.region(active)
-    client = drill.Client(f"kill-{n}", drill.dns_resolver(DNS, 53, f"app.{ZONE}."),
+    client = drill.Client(f"kill-{n}", drill.dns_resolver(DNS, f"app.{ZONE}."),
                           timeout=1.0).start()
     try:
         time.sleep(3)

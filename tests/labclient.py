@@ -13,19 +13,26 @@ from collections.abc import Callable
 from hadeploy.drill import Client
 
 
-def resolver(zone: str, server: str, record: str = "app") -> Callable[[], str | None]:
-    """The first A record of <record>.<zone> at ``server``, or None (no answer)."""
-    def resolve() -> str | None:
+def resolver(zone: str, servers: list[str], record: str = "app") -> Callable[[], str | None]:
+    """The first A record of <record>.<zone>, asking ``servers`` in order as a stub
+    resolver does (0.5 s each), or None (no answer from any)."""
+    def ask(server: str):
         import dns.message
         import dns.query
 
         try:
-            resp = dns.query.udp(dns.message.make_query(f"{record}.{zone}.", "A"), server,
+            return dns.query.udp(dns.message.make_query(f"{record}.{zone}.", "A"), server,
                                  timeout=0.5)
         except Exception:
             return None
-        found = [a.address for rr in resp.answer for a in rr]
-        return found[0] if found else None
+
+    def resolve() -> str | None:
+        for server in servers:
+            resp = ask(server)
+            if resp is not None:
+                found = [a.address for rr in resp.answer for a in rr]
+                return found[0] if found else None
+        return None
     return resolve
 
 

@@ -59,22 +59,34 @@ class Sample:
 Resolve = Callable[[], tuple[str | None, float]]  # (first A record or None, TTL seconds)
 
 
-def dns_resolver(server: str, port: int, name: str, timeout: float = 0.5) -> Resolve:
-    """The first A record of ``name`` at ``server`` and its TTL, like a stub resolver that
-    asks one server (no answer: None, retried after a second)."""
-    def resolve() -> tuple[str | None, float]:
+def dns_resolver(servers: Sequence[tuple[str, int]], name: str,
+                 timeout: float = 1.0) -> Resolve:
+    """The first A record of ``name`` and its TTL, as a stub resolver with several name
+    servers asks (resolv.conf ``options timeout:1``, no ``rotate``): the servers in order,
+    each for ``timeout`` seconds, the next one when it does not answer. None when none
+    answers (retried after a second)."""
+    def ask(server: str, port: int) -> Any:
+        import dns.exception
         import dns.message
         import dns.query
-        import dns.rdatatype
 
         try:
-            resp = dns.query.udp(dns.message.make_query(name, "A"), server, port=port,
+            return dns.query.udp(dns.message.make_query(name, "A"), server, port=port,
                                  timeout=timeout)
-        except Exception:
-            return None, 1.0
-        for rrset in resp.answer:
-            if rrset.rdtype == dns.rdatatype.A:
-                return next(iter(rrset)).address, float(rrset.ttl)
+        except (dns.exception.DNSException, OSError):
+            return None
+
+    def resolve() -> tuple[str | None, float]:
+        import dns.rdatatype
+
+        for server, port in servers:
+            resp = ask(server, port)
+            if resp is None or resp.rcode() not in (0, 3):  # SERVFAIL, REFUSED: the next
+                continue
+            for rrset in resp.answer:
+                if rrset.rdtype == dns.rdatatype.A:
+                    return next(iter(rrset)).address, float(rrset.ttl)
+            return None, 1.0  # an answer without the record: no other server is asked
         return None, 1.0
     return resolve
 

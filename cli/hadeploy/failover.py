@@ -104,6 +104,7 @@ class Outcome:
     # When the writer record was cleared (monotonic): an unreachable old primary has
     # fenced itself one lease after it (not serialized).
     writer_cleared_at: float | None = None
+    _dns: Any = field(default=None, repr=False)  # the provider (its writes, for the audit)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "result": self.result, "from": self.from_region,
@@ -113,7 +114,9 @@ class Outcome:
                 # the order they ran in (the audit log sorts keys; drills lay them out)
                 "phase_order": [k for k in self.phases if k != "total"],
                 "actions": self.actions, "health": self.health,
-                "dns": {"before": self.dns_before, "after": self.dns_after},
+                "dns": {"before": self.dns_before, "after": self.dns_after,
+                        # each change: its serial and which servers had it, when (s)
+                        "writes": [w.to_dict() for w in getattr(self._dns, "writes", [])]},
                 "data": self.data, "error": self.error}
 
 
@@ -228,7 +231,8 @@ def _start(ctx: FailoverContext, req: FailoverRequest, new_id: str) -> Outcome:
     resumed = journal is not None and journal.to == req.to
     origin = journal.from_region if journal is not None and resumed else current
     out = Outcome(journal.id if journal is not None and resumed else new_id, "failed",
-                  origin, req.to, req.reason, req.force, dns_before=answer, resumed=resumed)
+                  origin, req.to, req.reason, req.force, dns_before=answer, resumed=resumed,
+                  _dns=ctx.dns)
     out.phases["plan"] = time.monotonic() - t
     if current == req.to and not resumed:
         out.result, out.dns_after = "already-active", answer

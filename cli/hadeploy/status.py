@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hadeploy.config import Deployment
 from hadeploy.dns.base import DnsProvider, WriterRecord
+from hadeploy.dns.rfc2136 import Rfc2136Provider
 from hadeploy.errors import HadeployError
 from hadeploy.health import ProbeResult, probe_many
 from hadeploy.topology import BACKUP_REPO_PORT, NO_WRITER, HostKind, RegionTopology, Topology
@@ -31,6 +32,16 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DnsServerStatus(_Doc):
+    name: str  # the region it lives in, or "witness"
+    address: str  # address:port
+    serial: int | None  # the zone's SOA serial it serves
+    answer: list[str] | None  # the app record it serves
+    writer: str | None  # the writer record it serves
+    error: str | None  # why it could not be asked
+    agrees: bool  # serves the newest serial and answer
+
+
 class DnsStatus(_Doc):
     server: str
     port: int
@@ -42,6 +53,9 @@ class DnsStatus(_Doc):
     # The region the writer record names ('-': none, while a failover moves writes;
     # None: the provider keeps no writer record). Not the active region: degraded.
     writer: str | None = None
+    # Every authoritative server (RFC 2136 only; [] for Route 53): one that does not
+    # answer or does not agree makes the deployment degraded.
+    servers: list[DnsServerStatus] = []
 
 
 class EndpointStatus(_Doc):
@@ -373,9 +387,12 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
     dns_doc = DnsStatus(server=topo.dns.server, port=topo.dns.port, zone=topo.dns.zone,
                         record=topo.dns.fqdn, ttl=topo.dns.ttl, answer=[], error=None)
     try:
-        dns_doc.answer = dns.read(topo.dns.record)
-        if isinstance(dns, WriterRecord):
-            dns_doc.writer = dns.read_writer(topo.dns.writer_record) or NO_WRITER
+        if isinstance(dns, Rfc2136Provider):
+            _servers(dns, topo, dns_doc)
+        else:
+            dns_doc.answer = dns.read(topo.dns.record)
+            if isinstance(dns, WriterRecord):
+                dns_doc.writer = dns.read_writer(topo.dns.writer_record) or NO_WRITER
     except HadeployError as exc:
         dns_doc.error = exc.message
     active = [r.name for r in topo.regions if r.vip in dns_doc.answer]
@@ -415,9 +432,25 @@ def collect(topo: Topology, dep: Deployment, state: Path, *, dns: DnsProvider,
         or any(r.data is not None and r.data.archiving is not None
                and r.data.archiving.failing for r in regions)
         or any(r.backup is not None and bool(r.backup.problems) for r in regions)
-        or writer_astray,
+        or writer_astray or any(not s.agrees for s in dns_doc.servers),
         history_error=history_error, dns=dns_doc, regions=regions, drills=_drills(state),
         reconcile=reconcile_status(state))
+
+
+def _servers(dns: Rfc2136Provider, topo: Topology, doc: DnsStatus) -> None:
+    """Every server's answer, serial and agreement; the answer and writer of the quorum
+    (the newest serial a majority answers). Raises when no majority answers."""
+    snap = dns.snapshot(topo.dns.record, topo.dns.writer_record, wait_all=True)
+    best = snap.newest
+    stale = {s.name for s in snap.stale()}
+    doc.servers = [DnsServerStatus(name=s.name, address=f"{s.address}:{s.port}",
+                                   serial=s.serial, answer=s.answer, writer=s.writer,
+                                   error=s.error, agrees=s.ok and s.name not in stale)
+                   for s in snap.servers]
+    if best is None:
+        raise dns.no_majority(snap)
+    doc.answer = list(best.answer or [])
+    doc.writer = best.writer or NO_WRITER
 
 
 def _utc(at: float | None) -> str | None:
@@ -594,6 +627,19 @@ def _history(state: Path, regions: list[str]) -> tuple[dict[str, Any], str | Non
         return {}, exc.message
 
 
+def _server_line(server: dict[str, Any]) -> Any:
+    """One authoritative server: its answer and serial, or why it does not agree."""
+    from rich.text import Text
+
+    state = ((server["error"], "red") if server["error"] else (
+        f"serial {server['serial']} → {', '.join(server['answer'] or []) or '(none)'}"
+        f", writer {server['writer'] or '(none)'}", "" if server["agrees"] else "bold yellow"))
+    return Text.assemble(("    ns ", "dim"), (server["name"], "bold"),
+                         f" {server['address']}  ", state,
+                         "" if server["agrees"] or server["error"] else
+                         ("  BEHIND (resynced by 'up' or 'watch')", "yellow"))
+
+
 def render_text(status: StatusDoc) -> Any:
     """A rich renderable for humans (the JSON document stays the contract)."""
     from rich.console import Group
@@ -613,7 +659,7 @@ def render_text(status: StatusDoc) -> Any:
             r["name"] for r in doc["regions"] if r["active"]] else "bold yellow"))
           if dns.get("writer") else ()),
     )
-    lines: list[Any] = [head]
+    lines: list[Any] = [head, *(_server_line(s) for s in dns.get("servers") or [])]
     for region in doc["regions"]:
         mark = ("● ", "bold green") if region["active"] else ("  ", "")
         health = ("healthy", "green") if region["healthy"] else (

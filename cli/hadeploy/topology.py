@@ -90,12 +90,28 @@ class RegionTopology:
 
 
 @dataclass(frozen=True)
+class NameServer:
+    """One authoritative server of the zone: ``name`` is the region it lives in, or
+    ``witness`` for the tie-breaker next to the CLI machine."""
+    name: str
+    address: str
+    port: int = 53
+
+
+@dataclass(frozen=True)
 class DnsEndpoint:
-    server: str
+    server: str  # the first server (what one line of output names)
     port: int
     zone: str
     record: str
     ttl: int
+    # Every authoritative server the CLI writes to by quorum (RFC 2136); empty: the one
+    # ``server`` (Route 53, whose four name servers are Route 53's business).
+    servers: tuple[NameServer, ...] = ()
+
+    @property
+    def name_servers(self) -> tuple[NameServer, ...]:
+        return self.servers or (NameServer("dns", self.server, self.port),)
 
     @property
     def fqdn(self) -> str:
@@ -154,7 +170,10 @@ class Topology:
                 regions.append(RegionTopology(**fields))
             dns = doc["dns"]
             endpoint = DnsEndpoint(str(dns["server"]), int(dns["port"]), str(dns["zone"]),
-                                   str(dns["record"]), int(dns["ttl"]))
+                                   str(dns["record"]), int(dns["ttl"]), tuple(
+                                       NameServer(str(s["name"]), str(s["address"]),
+                                                  int(s["port"]))
+                                       for s in dns.get("servers") or ()))
             return cls(str(doc["deployment"]), Target(doc["target"]), endpoint,
                        tuple(regions))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -297,7 +316,7 @@ def _lb_vars(topo: Topology, dep: Deployment, region: RegionTopology,
         "keepalived_priority": LB_PRIORITIES[index % len(LB_PRIORITIES)],
         "haproxy_fenced": region.fenced,
         "haproxy_lease": dep.failover.lease,
-        "haproxy_lease_servers": [f"{topo.dns.server}:{topo.dns.port}"],
+        "haproxy_lease_servers": [f"{s.address}:{s.port}" for s in topo.dns.name_servers],
         "haproxy_lease_record": f"{topo.dns.writer_record}.{topo.dns.zone}.",
         "haproxy_lease_region": region.name,
         "haproxy_lease_interval": LEASE_INTERVAL,

@@ -27,6 +27,7 @@ from hadeploy.topology import Topology
 
 Log = Callable[[str], None]
 FailOver = Callable[[str, str, Seen | None], Any]  # (target, reason, what watch saw) -> outcome
+RESYNC_EVERY = 5.0  # seconds between checks that every DNS server has the newest change
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Watcher:
         self.to_refence: set[str] = set()
         self.last_failover = last_failover_at(state)
         self.stats = WatchStats()
+        self.last_resync = 0.0
 
     def decide(self, reason: str, **fields: Any) -> None:
         self.stats.decisions += 1
@@ -147,6 +149,7 @@ class Watcher:
             return
         self.episode_noted.discard("dns")
         seen(active, None)
+        self._resync_dns(topo, now)
         if active is None:
             return
         if verdicts[active].down:
@@ -158,6 +161,28 @@ class Watcher:
                             f"watch: auto failback, {self.dep.primary.name} healthy for "
                             f"{self.policy.hold_down:.0f} s", cause="auto_failback",
                             seen=Seen(verdicts[self.dep.primary.name], now))
+
+    def _resync_dns(self, topo: Topology, now: float) -> None:
+        """Every :data:`RESYNC_EVERY` seconds, bring an authoritative server that missed a
+        change (it was down or cut off) up to date — under the deployment lock, so never
+        against a failover's change; skipped while someone else holds it."""
+        from hadeploy.dns.rfc2136 import Rfc2136Provider
+
+        if now - self.last_resync < RESYNC_EVERY:
+            return
+        self.last_resync = now
+        dns = self.runtime.dns(topo)
+        if not isinstance(dns, Rfc2136Provider) or len(dns.servers) < 2:
+            return
+        try:
+            with self.state.lock("watch: DNS resync"):
+                lines = dns.resync(topo.dns.record, topo.dns.writer_record, wait_all=False)
+        except HadeployError as exc:
+            if exc.code is not ExitCode.LOCKED:
+                self.log(f"DNS resync: {exc.message}")
+            return
+        for line in lines:
+            self.decide(line, action="dns-resync")
 
     def _enforce_fences(self, topo: Topology, unsettled_data: list[str]) -> None:
         """A region fenced while it was unreachable comes back with its own (unfenced)

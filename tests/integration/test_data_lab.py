@@ -35,7 +35,8 @@ from tests.labclient import request, resolver
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-NAME, ZONE, DNS_SERVER = "hddata", "hddata.test", "10.86.0.53"
+NAME, ZONE = "hddata", "hddata.test"
+DNS_SERVERS = ["10.86.1.6", "10.86.2.6", "10.86.0.53"]  # east's, west's, the witness
 VIP = {"east": "10.86.1.10", "west": "10.86.2.10"}
 CONFIG = f"""\
 name: {NAME}
@@ -72,7 +73,7 @@ class Ctx(failover_lab.Ctx):
         return {reg["name"]: reg["data"] for reg in json.loads(r.out)["regions"]}
 
 
-resolve = resolver(ZONE, DNS_SERVER)
+resolve = resolver(ZONE, DNS_SERVERS)
 
 
 Writer = functools.partial(labclient.Writer, resolve=resolve)

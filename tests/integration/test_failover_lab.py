@@ -1,4 +1,5 @@
-"""Region failover on the real lab: watch, quorum probes, fencing, TSIG updates to knotd.
+"""Region failover on the real lab: watch, quorum probes, fencing, TSIG updates to the
+regions' knotd servers (one per region, written and read by quorum).
 
 Deployment "hdfo" (subnets 10.94.x): east (primary, hot), west (hot), north (cold: its
 app host is configured, then stopped). Tests run in file order on one deployment. The
@@ -28,7 +29,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 NAME = "hdfo"
 ZONE = "hdfo.test"
-DNS_SERVER = "10.94.0.53"
+# one authoritative server per region; three regions, so no witness
+DNS_SERVERS = {"east": "10.94.1.6", "west": "10.94.2.6", "north": "10.94.3.6"}
 VIP = {"east": "10.94.1.10", "west": "10.94.2.10", "north": "10.94.3.10"}
 CONFIG = f"""\
 name: {NAME}
@@ -73,10 +75,20 @@ class Ctx:
 
 
 def answer() -> list[str]:
+    """What a majority of the authoritative servers answers (the newest serial)."""
+    from hadeploy.dns.rfc2136 import Rfc2136Provider
+    from hadeploy.topology import NameServer
+
+    servers = [NameServer(name, address) for name, address in DNS_SERVERS.items()]
+    return Rfc2136Provider(servers, ZONE, None, timeout=1).read("app")
+
+
+def answer_of(server: str) -> list[str]:
     import dns.message
     import dns.query
 
-    resp = dns.query.udp(dns.message.make_query(f"app.{ZONE}.", "A"), DNS_SERVER, timeout=1)
+    resp = dns.query.udp(dns.message.make_query(f"app.{ZONE}.", "A"), DNS_SERVERS[server],
+                         timeout=1)
     return sorted(a.address for rr in resp.answer for a in rr)
 
 
@@ -115,15 +127,63 @@ def test_only_signed_updates_with_the_right_key_are_accepted(fo):
 
     unsigned = dns.update.UpdateMessage(f"{ZONE}.")
     unsigned.replace("app", 2, "A", VIP["west"])
-    assert dns.query.tcp(unsigned, DNS_SERVER, timeout=2).rcode() == dns.rcode.NOTAUTH
+    assert dns.query.tcp(unsigned, DNS_SERVERS["east"], timeout=2).rcode() == dns.rcode.NOTAUTH
     key = json.loads((fo.state / NAME / "dns" / "tsig.json").read_text())
     wrong = dns.update.UpdateMessage(
         f"{ZONE}.", keyring=dns.tsigkeyring.from_text({key["name"]: "c2VjcmV0c2VjcmV0c2VjcmV0"}),
         keyname=key["name"], keyalgorithm=dns.tsig.HMAC_SHA256)
     wrong.replace("app", 2, "A", VIP["west"])
     with pytest.raises(dns.tsig.PeerBadSignature):
-        dns.query.tcp(wrong, DNS_SERVER, timeout=2)
+        dns.query.tcp(wrong, DNS_SERVERS["east"], timeout=2)
     assert answer() == [VIP["east"]]
+    # the right key, from anywhere but this machine (a host of the deployment): refused
+    r = podman("exec", f"hd-{NAME}-west-app1", "sh", "-c",
+               f"printf 'server {DNS_SERVERS['east']}\\nzone {ZONE}.\\nupdate delete app.{ZONE}. A"
+               f"\\nupdate add app.{ZONE}. 2 A {VIP['west']}\\nsend\\n' | knsupdate -y "
+               f"hmac-sha256:{key['name']}:{key['secret']}", check=False)
+    assert r.returncode != 0 and ("NOTAUTH" in r.stdout + r.stderr
+                                  or "REFUSED" in r.stdout + r.stderr), r
+    assert [answer_of(name) for name in DNS_SERVERS] == [[VIP["east"]]] * 3
+
+
+def test_one_dns_server_down_names_resolve_and_a_failover_counts_without_it(fo, measurements):
+    """north's DNS server is killed: a client's stub resolver moves on to the next server,
+    status is degraded and names it, a failover succeeds by quorum and says north missed
+    it; 'up' starts north's server with the newest zone, so its very first answers are
+    already the new record; then back to east."""
+    from tests.labclient import resolver
+
+    victim = f"hd-{NAME}-north-dns"
+    podman("kill", victim)
+    try:
+        first_north = resolver(ZONE, [DNS_SERVERS["north"], DNS_SERVERS["east"]])
+        start = time.monotonic()
+        assert first_north() == VIP["east"]
+        measurements["a stub resolver whose first server is down: lookup (s)"] = round(
+            time.monotonic() - start, 2)
+        doc = json.loads(fo.cli("status", "--json").out)
+        assert doc["degraded"] and doc["active_region"] == "east", doc["dns"]
+        north = next(x for x in doc["dns"]["servers"] if x["name"] == "north")
+        assert north["error"] and not north["agrees"]
+        start = time.monotonic()
+        done = fo.json("failover", "--to", "west", "--yes", "--reason", "dns drill")
+        measurements["failover with one DNS server down (s)"] = round(
+            time.monotonic() - start, 2)
+        assert done["result"] == "done", done
+        writes = done["dns"]["writes"]
+        assert writes and all(list(w["missed"]) == ["north"] for w in writes), writes
+        assert all(sorted(w["had"]) == ["east", "west"] for w in writes), writes
+        assert answer() == [VIP["west"]]
+    finally:
+        up = fo.json("up")
+    assert f"container {victim}" in up["started"], up
+    assert answer_of("north") == [VIP["west"]]  # never the old record once it is back
+    doc = json.loads(fo.cli("status", "--json").out)
+    assert all(x["agrees"] for x in doc["dns"]["servers"]), doc["dns"]
+    assert len({x["serial"] for x in doc["dns"]["servers"]}) == 1
+    back = fo.json("failover", "--to", "east", "--yes", "--reason", "back")
+    assert back["result"] == "done" and answer() == [VIP["east"]]
+    assert json.loads(fo.cli("status", "--json").out)["healthy"]
 
 
 def test_a_blink_shorter_than_the_threshold_changes_nothing(fo):

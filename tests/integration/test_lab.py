@@ -160,16 +160,24 @@ def test_up_builds_two_regions(lab, measurements):
     assert doc["ansible"]["failures"] == [] and len(doc["ansible"]["hosts"]) == 10
     assert doc["dns"]["answer"] == [EAST_VIP]
     objs = lab_objects()
-    assert len(objs["containers"]) == 13  # 2 x (2 lb + 2 app + db + prober) + dns
+    # 2 x (2 lb + 2 app + db + prober + dns) + the witness dns
+    assert len(objs["containers"]) == 15
     assert len(objs["networks"]) == 3 and len(objs["volumes"]) == 2 and objs["rules"]
 
 
 def test_status_json_contract(lab):
     doc = lab.json("status")
     assert doc["active_region"] == "east" and doc["healthy"] is True
-    assert doc["dns"] == {"server": DNS_SERVER, "port": 53, "zone": "hdtest.test",
+    servers = doc["dns"].pop("servers")
+    assert doc["dns"] == {"server": "10.92.1.6", "port": 53, "zone": "hdtest.test",
                           "record": "app.hdtest.test.", "ttl": 2, "answer": [EAST_VIP],
                           "error": None, "writer": "east"}
+    # two regions: a server in each and the witness next to this machine, all agreeing
+    assert [(s["name"], s["address"]) for s in servers] == [
+        ("east", "10.92.1.6:53"), ("west", "10.92.2.6:53"), ("witness", f"{DNS_SERVER}:53")]
+    assert all(s["agrees"] and s["answer"] == [EAST_VIP] and s["writer"] == "east"
+               and s["error"] is None for s in servers), servers
+    assert len({s["serial"] for s in servers}) == 1
     assert [r["name"] for r in doc["regions"]] == ["east", "west"]
     for region, vip in zip(doc["regions"], (EAST_VIP, WEST_VIP), strict=True):
         assert region["vip"] == vip and region["url"] == f"http://{vip}"
@@ -288,9 +296,10 @@ def test_drill_lb_moves_the_vip(lab, measurements):
 
 def test_drill_dns_restart(lab, measurements):
     doc = drill(lab, measurements, "dns")
-    # the client keeps the answer for the TTL (2 s): it fails only once that runs out
-    # while the server is down
-    assert doc["rto_seconds"] < 10, doc
+    # the first server (east's, the one the client asks first) is down for 2 s: the
+    # client's stub resolver asks the next one, so no request fails
+    assert doc["victims"] == [f"hd-{NAME}-east-dns"], doc
+    assert doc["failed"] == 0 and doc["rto_seconds"] < 10, doc
 
 
 def test_up_repairs_then_second_up_changes_nothing(lab, measurements):
@@ -576,7 +585,8 @@ def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
     (which now probe them too), the firewall rules between subnets and the other regions'
     configuration (their databases keep a replication slot for, and accept replication from,
     the new regions' database hosts); 'up' applies exactly that plan, and on the existing
-    regions only the database hosts change."""
+    regions only the database hosts and the load balancers (their lease agents ask the new
+    regions' DNS servers) change."""
     current = (lab.workdir / "hadeploy.yaml").read_text()  # as the rolling tests left it
     (lab.workdir / "hadeploy.yaml").write_text(current.replace("app: ", NORTH + SOUTH + "app: "))
     plan = lab.json("plan")
@@ -601,7 +611,10 @@ def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
                                     for h in ("lb1", "lb2", "app1", "app2", "db1")}
     touched = {h for h, stats in hosts.items() if stats["changed"]
                and not any(r in h for r in new)}
-    assert touched == {f"hd-{NAME}-east-db1", f"hd-{NAME}-west-db1"}, hosts
+    # the database hosts (replication) and the load balancers, whose lease agents now ask
+    # the new regions' DNS servers too
+    assert touched == {f"hd-{NAME}-{r}-{h}" for r in ("east", "west")
+                       for h in ("db1", "lb1", "lb2")}, hosts
     # standby hosts were configured, then stopped again: north keeps 1 of 2, south none
     assert sorted(doc["stopped"]) == [f"container hd-{NAME}-north-app2",
                                       f"container hd-{NAME}-south-app1"]

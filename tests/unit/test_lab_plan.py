@@ -121,9 +121,11 @@ def test_dns_moved_by_a_failover_is_not_a_change(target):
 def test_a_new_deployment_is_built_in_dependency_order(target):
     plan = target.diff(target.desired(), LabLive(podman=True))
     order = [c.kind for c in plan.changes]
-    assert order[:5] == ["image", "key", "key", "network", "container"]  # DNS server first
+    assert order[:5] == ["image", "key", "key", "network", "container"]  # DNS servers first
     assert order[-1] == "record" and order.count("configuration") == 3
-    assert plan.changes[4].name == "hd-demo-dns"
+    # three regions: one server in each, no witness
+    assert [c.name for c in plan.changes[4:7]] == ["hd-demo-east-dns", "hd-demo-west-dns",
+                                                   "hd-demo-south-dns"]
 
 
 def test_objects_of_removed_regions_are_notes_not_changes(target):

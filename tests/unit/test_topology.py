@@ -18,15 +18,41 @@ def test_lab_addresses_are_inside_their_subnet_and_unique():
     dep = config.from_regions(["east", "west", "north"])
     topo = lab_topology(dep)
     seen = set()
+    servers = {s.name: s.address for s in topo.dns.name_servers}
     for region in topo.regions:
         net = ipaddress.IPv4Network(region.subnet)
-        for addr in [region.vip, *(h.address for h in region.hosts)]:
+        for addr in [region.vip, servers[region.name], *(h.address for h in region.hosts)]:
             assert ipaddress.IPv4Address(addr) in net
             assert addr not in seen
             seen.add(addr)
         assert [h.kind for h in region.hosts].count("lb") == 2
     assert len({r.router_id for r in topo.regions}) == 3
-    assert topo.dns.server == "10.91.0.53"
+    # three regions: a server in each, no witness (an odd count already)
+    assert list(servers) == ["east", "west", "north"] and topo.dns.server == "10.91.1.6"
+
+
+def test_an_even_number_of_regions_gets_a_witness_dns_server():
+    for names, want in ((["east"], ["east"]), (["east", "west"], ["east", "west", "witness"]),
+                        (["a", "b", "c", "d"], ["a", "b", "c", "d", "witness"])):
+        topo = lab_topology(config.from_regions(names))
+        assert [s.name for s in topo.dns.name_servers] == want
+        assert len(want) % 2 == 1
+    witness = lab_topology(config.from_regions(["east", "west"])).dns.name_servers[-1]
+    assert witness.address == "10.91.0.53"  # on the control network, next to the CLI
+    # a topology written to the state directory comes back with its servers
+    from hadeploy.topology import Topology
+
+    topo = lab_topology(config.from_regions(["east", "west"]))
+    assert Topology.from_dict(json.loads(json.dumps(topo.to_dict()))) == topo
+
+
+def test_the_largest_region_keeps_clear_of_its_dns_server():
+    dep = config.from_regions(["east"])
+    dep = dep.model_copy(update={"regions": [dep.regions[0].model_copy(update={"hosts": 50})]})
+    topo = lab_topology(dep)
+    addresses = [h.address for h in topo.regions[0].hosts] + [topo.regions[0].vip]
+    assert topo.dns.name_servers[0].address not in addresses
+    assert len(set(addresses)) == len(addresses)
 
 
 def test_inventory_groups_and_role_variables():
@@ -92,8 +118,16 @@ def test_region_fingerprints_are_independent_without_a_data_tier():
 
     dep2, dep3 = stateless(["east", "west"]), stateless(["east", "west", "north"])
     fp2 = configure.region_fingerprints(lab_topology(dep2), dep2, "site.yml")
-    fp3 = configure.region_fingerprints(lab_topology(dep3), dep3, "site.yml")
-    assert fp2["east"] == fp3["east"] and fp2["west"] == fp3["west"]
+    # A new region brings its own DNS server, which every load balancer's lease agent must
+    # ask (the majority changes): that, and nothing else, reaches the other regions.
+    inv2 = render_inventory(lab_topology(dep2), dep2)["all"]["children"]
+    inv3 = render_inventory(lab_topology(dep3), dep3)["all"]["children"]
+    for group in ("lb", "app"):
+        for host, before in inv2[group]["hosts"].items():
+            after = inv3[group]["hosts"][host]
+            changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+            assert changed == ({"haproxy_lease_servers"} if group == "lb" else set()), host
+    assert len(inv3["lb"]["hosts"]["hd-demo-east-lb1"]["haproxy_lease_servers"]) == 3
     bigger = config.parse({**dep2.model_dump(mode="json"),
                            "regions": [{**dep2.regions[0].model_dump(mode="json"), "hosts": 3},
                                        dep2.regions[1].model_dump(mode="json")]})
@@ -109,8 +143,9 @@ def test_a_new_region_reconfigures_the_others_only_for_replication():
     dep3 = config.from_regions(["east", "west", "north"])
     inv2 = render_inventory(lab_topology(dep2), dep2)["all"]["children"]
     inv3 = render_inventory(lab_topology(dep3), dep3)["all"]["children"]
-    for name, hostvars in inv2["lb"]["hosts"].items():
-        assert inv3["lb"]["hosts"][name] == hostvars, name
+    for name, hostvars in inv2["lb"]["hosts"].items():  # the lease agents ask north's server
+        changed = {k for k in hostvars if inv3["lb"]["hosts"][name][k] != hostvars[k]}
+        assert changed == {"haproxy_lease_servers"}, name
     # the last region's files now go to the new region (the next one, wrapping)
     for name, hostvars in inv2["app"]["hosts"].items():
         changed = {k for k in hostvars if inv3["app"]["hosts"][name][k] != hostvars[k]}

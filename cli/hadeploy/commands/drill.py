@@ -210,7 +210,7 @@ class Drill:
         self.dep, self.state, self.runtime, self.timeout = dep, state, runtime, timeout
         self.console = console
         self.faults = LabFaults(dep.name, lambda: runtime.status(1.0), lambda: {
-            r.name: r.subnet for r in runtime.topology().regions})
+            r.name: r.subnet for r in runtime.topology().regions}, start=runtime.start)
 
     def prepare(self, scenario: str) -> Chosen:
         doc = self.runtime.status(1.0)
@@ -261,7 +261,8 @@ class Drill:
         operator = _DyingFailover(self) if scenario == "operator" else None  # fork first
         start = time.time()
         client = d.Client(f"drill-{scenario}-{int(start)}",
-                          d.dns_resolver(topo.dns.server, topo.dns.port, topo.dns.fqdn)).start()
+                          d.dns_resolver([(s.address, s.port) for s in topo.dns.name_servers],
+                                         topo.dns.fqdn)).start()
         watcher = _Watch(self) if scenario in ("region", "partition") else None
         run = _Run(start=start, fault_at=start)
         inside = None

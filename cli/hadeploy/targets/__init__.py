@@ -221,6 +221,8 @@ class Runtime:
     # Runs a command on a host (lab: podman exec): backups and restores drive the database
     # and backup hosts with it. None: the target's hosts are not reachable that way (aws).
     host_run: HostRun | None = None
+    # Starts stopped containers by name, a DNS server with the newest zone first (lab).
+    start: Callable[[list[str]], None] | None = None
 
 
 class Target(Protocol, Generic[LiveT]):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.status import RegionStatus, StatusDoc
 from hadeploy.targets.lab import podman
-from hadeploy.targets.lab.naming import dns_container
+from hadeploy.targets.lab.naming import WITNESS, dns_container
 from hadeploy.targets.lab.target import REGION_LABEL, _iptables, remove_marked_rules
 
 # The app role's "restart pending" marker (roles/app/vars/main.yml, __app_restart_marker).
@@ -24,16 +24,22 @@ RESTART_MARKER = "/var/lib/hadeploy/app-restart-pending"
 
 class LabFaults:
     def __init__(self, deployment: str, status: Callable[[], StatusDoc],
-                 subnets: Callable[[], dict[str, str]] | None = None) -> None:
+                 subnets: Callable[[], dict[str, str]] | None = None,
+                 start: Callable[[list[str]], None] | None = None) -> None:
         self.deployment, self.status = deployment, status
         self.subnets = subnets or dict  # region -> subnet (for a partition)
+        # starts containers; the lab's gives a DNS server the newest zone first
+        self.start = start or (lambda names: podman.run(["start", *names]))
 
     def choose(self, scenario: str, doc: StatusDoc) -> tuple[list[str], str, str | None]:
         """The containers a scenario hits on the deployment as ``doc`` shows it: (victims,
         what is done, the region hit). For 'operator' the victim is the region to move to."""
         if scenario == "dns":
-            name = dns_container(self.deployment)
-            return [name], f"restarted the DNS server {name} (killed, then started)", None
+            # the first server: the one a client's stub resolver asks first
+            first = doc.dns.servers[0].name if doc.dns.servers else WITNESS
+            name = dns_container(self.deployment, first)
+            return [name], (f"restarted the DNS server {name} (killed, then started; "
+                            "clients ask it first)"), None
         region = next((r for r in doc.regions if r.active), None)
         if region is None:
             raise HadeployError("no region is active (the DNS answer names none): there is "
@@ -81,7 +87,8 @@ class LabFaults:
                                 "regions", code=ExitCode.REFUSED)
         every = self.region_containers(region.name, running=True)
         return every, (f"killed every host of {region.name} ({len(every)} containers: its "
-                       "load balancers, app, database and backup hosts, its prober)")
+                       "load balancers, app, database and backup hosts, its prober and its "
+                       "DNS server)")
 
     def _partition(self, region: RegionStatus, doc: StatusDoc) -> tuple[list[str], str]:
         self._region(region, doc)  # the same precondition: another region can take over
@@ -147,11 +154,11 @@ class LabFaults:
         podman.run(["kill", *victims])
         if scenario == "dns":  # a restart: the server comes back by itself
             time.sleep(down)
-            podman.run(["start", *victims])
+            self.start(victims)
 
     def heal(self, victims: list[str], timeout: float = 120.0) -> str:
         """Start the victims again and wait until status sees them healthy."""
-        podman.run(["start", *victims])
+        self.start(victims)
         return self.wait_healthy(victims, "started", timeout)
 
     def wait_healthy(self, victims: list[str], what: str, timeout: float = 120.0) -> str:
@@ -161,8 +168,12 @@ class LabFaults:
             doc = self.status()
             sick = [h.name for r in doc.regions for h in r.hosts
                     if h.name in victims and not h.healthy]
-            if dns_container(self.deployment) in victims and doc.dns.error:
+            if doc.dns.error and any(dns_container(self.deployment, s.name) in victims
+                                     for s in doc.dns.servers):
                 sick.append(f"DNS ({doc.dns.error})")
+            sick += [f"DNS server {s.name} ({s.error or 'behind the others'})"
+                     for s in doc.dns.servers
+                     if dns_container(self.deployment, s.name) in victims and not s.agrees]
             if not sick:
                 return f"{what} {', '.join(victims)}: healthy again"
             if time.monotonic() > deadline:

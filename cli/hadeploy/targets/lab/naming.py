@@ -1,9 +1,10 @@
 """Lab names and addresses: deterministic, derived from the Deployment alone.
 
-Per region subnet: gateway .1, prober .5, VIP .10, load balancers .11/.12, database
-hosts .13 to .17, the backup host .18, app hosts .21 and up. On the control subnet: the DNS
-server at .53. Every object is named ``hd-<deployment>-…`` so that deployments on one
-machine never collide.
+Per region subnet: gateway .1, prober .5, the region's authoritative DNS server .6, VIP
+.10, load balancers .11/.12, database hosts .13 to .17, the backup host .18, app hosts .21
+and up. On the control subnet: the witness DNS server at .53 (only with an even number of
+regions: the tie-breaker that gives the servers an odd count). Every object is named
+``hd-<deployment>-…`` so that deployments on one machine never collide.
 The database tier is reached through the region's VIP: port 5432 for the writable primary,
 5433 for any readable member (haproxy chooses by Patroni's health endpoints).
 """
@@ -19,6 +20,7 @@ from hadeploy.topology import (
     Endpoint,
     Host,
     HostKind,
+    NameServer,
     RegionData,
     RegionTopology,
     SharedStorage,
@@ -28,6 +30,8 @@ from hadeploy.topology import (
 
 PROBER_PORT = 9100
 PROBER_OFFSET, VIP_OFFSET, LB_OFFSET, DB_OFFSET, APP_OFFSET, DNS_OFFSET = 5, 10, 11, 13, 21, 53
+REGION_DNS_OFFSET = 6
+WITNESS = "witness"
 BACKUP_OFFSET = 18
 DB_WRITE_PORT, DB_READ_PORT = 5432, 5433
 ROUTER_ID_BASE = 51
@@ -37,8 +41,23 @@ def host_name(deployment: str, region: str, part: str) -> str:
     return f"hd-{deployment}-{region}-{part}"
 
 
-def dns_container(deployment: str) -> str:
-    return f"hd-{deployment}-dns"
+def dns_container(deployment: str, server: str = WITNESS) -> str:
+    """A DNS server's container: the region's (``server`` a region) or the witness."""
+    return f"hd-{deployment}-dns" if server == WITNESS else host_name(deployment, server, "dns")
+
+
+def name_servers(dep: Deployment) -> tuple[NameServer, ...]:
+    """One authoritative server per region, and a witness on the control network when the
+    regions are even in number: an odd count, so that a majority always exists after the
+    loss of any one server (two regions: losing either region's server leaves two of
+    three)."""
+    servers = [NameServer(r.name, str(ipaddress.IPv4Network(r.lab_subnet or "0.0.0.0/32")
+                                      .network_address + REGION_DNS_OFFSET))
+               for r in dep.regions]
+    if len(servers) % 2 == 0:
+        control = ipaddress.IPv4Network(dep.lab.control_subnet)
+        servers.append(NameServer(WITNESS, str(control.network_address + DNS_OFFSET)))
+    return tuple(servers)
 
 
 def network_name(deployment: str, region: str) -> str:
@@ -126,7 +145,7 @@ def lab_topology(dep: Deployment, *, promoted: frozenset[str] = frozenset(),
             hosts=tuple(hosts), prober=prober, fenced=region.name in fenced,
             promoted=region.name in promoted, data=data,
             data_primary=data is not None and region.name == writer))
-    control = ipaddress.IPv4Network(dep.lab.control_subnet)
-    dns = DnsEndpoint(str(control.network_address + DNS_OFFSET), 53, dep.dns.zone,
-                      dep.dns.record, dep.dns.ttl)
+    servers = name_servers(dep)
+    dns = DnsEndpoint(servers[0].address, 53, dep.dns.zone, dep.dns.record, dep.dns.ttl,
+                      servers)
     return Topology(dep.name, Target.LAB, dns, tuple(regions))

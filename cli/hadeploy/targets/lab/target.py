@@ -32,7 +32,7 @@ from hadeploy.state import StateDir, write_if_changed
 from hadeploy.status import FILES_KEY, DataReaders, StatusDoc, collect, host_url
 from hadeploy.targets import ApplyHooks, Change, Desired, Drift, Plan, Runtime
 from hadeploy.targets.lab import image, knot, naming, podman
-from hadeploy.topology import Host, HostKind, RegionTopology, Topology, region_group
+from hadeploy.topology import Host, HostKind, NameServer, RegionTopology, Topology, region_group
 
 Log = Callable[[str], None]
 PROBER_SOURCE = Path(__file__).resolve().parents[2] / "prober.py"
@@ -101,6 +101,7 @@ class LabLive:
     unhealthy: dict[str, list[str]] = field(default_factory=dict)
     dns_answer: list[str] | None = None  # None: the server could not be asked
     dns_error: str | None = None
+    dns_stale: list[str] = field(default_factory=list)  # servers behind the newest serial
     drift: dict[str, list[DriftItem]] = field(default_factory=dict)  # check_drift's findings
 
     def running(self, name: str) -> bool:
@@ -195,8 +196,18 @@ class LabTarget:
         return TsigKey.load(self.tsig_path) if self.tsig_path.exists() else None
 
     def dns_provider(self, topo: Topology) -> Rfc2136Provider:
-        return Rfc2136Provider(topo.dns.server, topo.dns.port, topo.dns.zone,
-                               self._load_tsig(), key_path=self.tsig_path)
+        return Rfc2136Provider(topo.dns.name_servers, topo.dns.zone, self._load_tsig(),
+                               key_path=self.tsig_path)
+
+    def dns_servers(self, topo: Topology) -> dict[str, NameServer]:
+        """Container name → the DNS server it runs."""
+        return {naming.dns_container(self.dep.name, s.name): s for s in topo.dns.name_servers}
+
+    def _cli_address(self, server: NameServer, topo: Topology) -> str:
+        """This machine's address on the server's network: the one source its ACL lets
+        update the zone."""
+        region = next((r for r in topo.regions if r.name == server.name), None)
+        return naming.gateway(region.subnet if region else self.dep.lab.control_subnet)
 
     def _labels(self, region: str | None = None, kind: str | None = None) -> list[str]:
         labels = ["--label", f"{podman.LABEL}={self.dep.name}"]
@@ -218,8 +229,11 @@ class LabTarget:
                 Desired("key", "tsig"),
                 Desired("network", naming.control_network(name), spec=self.dep.lab.control_subnet,
                         detail=self.dep.lab.control_subnet)]
-        objs.append(self._container(naming.dns_container(name), None, self._dns_args(ref, topo),
-                                    detail=f"knotd, {topo.dns.server}"))
+        regions = {r.name for r in topo.regions}
+        objs += [self._container(container, server.name if server.name in regions else None,
+                                 self._dns_args(ref, topo, container, server),
+                                 detail=f"knotd, {server.address}")
+                 for container, server in self.dns_servers(topo).items()]
         if self.dep.data.enabled:
             objs += [Desired("secret", "db-passwords"), Desired("certificate", "db-ca")]
             if self.dep.data.backup.enabled:
@@ -313,19 +327,23 @@ class LabTarget:
                 ref, "python3", "/opt/hadeploy/prober.py", "--config",
                 "/etc/hadeploy-prober.json"]
 
-    def _dns_args(self, ref: str, topo: Topology) -> list[str]:
-        dns_dir = self.state.path / "dns"
-        server = topo.dns.server
+    def _dns_args(self, ref: str, topo: Topology, container: str,
+                  server: NameServer) -> list[str]:
+        region = next((r for r in topo.regions if r.name == server.name), None)
+        network = (naming.network_name(self.dep.name, region.name) if region
+                   else naming.control_network(self.dep.name))
+        here = knot.server_dir(self.state.path, server.name)
         key = self._load_tsig()
         # The container is recreated when its configuration changes (a digest, never the
         # secret itself: the file is bind-mounted read-only and holds the key).
-        conf = _digest(knot.knot_config(self.dep, key)) if key else "new-key"
-        return [*self._labels(kind="dns"), "--label", f"io.hadeploy.config={conf}",
-                "--hostname", naming.dns_container(self.dep.name),
-                "--network", naming.control_network(self.dep.name), "--ip", server,
-                "--mac-address", naming.stable_mac(server), "--init", "--tmpfs", "/run",
-                "-v", f"{dns_dir / 'knot.conf'}:{knot.CONFIG_DIR}/knot.conf:ro,Z",
-                "-v", f"{dns_dir / 'zones'}:/var/lib/knot/zones:Z",
+        conf = (_digest(knot.knot_config(self.dep, key, self._cli_address(server, topo)))
+                if key else "new-key")
+        return [*self._labels(region.name if region else None, "dns"),
+                "--label", f"io.hadeploy.config={conf}",
+                "--hostname", container, "--network", network, "--ip", server.address,
+                "--mac-address", naming.stable_mac(server.address), "--init", "--tmpfs", "/run",
+                "-v", f"{here / 'knot.conf'}:{knot.CONFIG_DIR}/knot.conf:ro,Z",
+                "-v", f"{here / 'zones'}:{knot.ZONES_DIR}:Z",
                 ref, "sh", "-c", f"mkdir -p /run/knot && exec knotd -c {knot.CONFIG_DIR}/knot.conf"]
 
     def _subnets(self) -> list[str]:
@@ -389,14 +407,16 @@ class LabTarget:
         for host in hosts:
             if not results[urls[host.name]].ok:
                 live.unhealthy.setdefault(host.region, []).append(host.name)
-        dns = live.containers.get(naming.dns_container(self.dep.name))
-        if dns is None or dns.state != "running":
+        if not any(live.running(c) for c in self.dns_servers(topo)):
             return
-        try:
-            live.dns_answer = Rfc2136Provider(topo.dns.server, topo.dns.port, topo.dns.zone,
-                                              None, timeout=1.0).read(topo.dns.record)
-        except HadeployError as exc:
-            live.dns_error = exc.message
+        provider = Rfc2136Provider(topo.dns.name_servers, topo.dns.zone, None, timeout=1.0)
+        snap = provider.snapshot(topo.dns.record, topo.dns.writer_record, wait_all=True)
+        best = snap.newest
+        if best is None:
+            live.dns_error = provider.no_majority(snap).message
+            return
+        live.dns_answer = list(best.answer or [])
+        live.dns_stale = [s.name for s in snap.stale()]
 
     def check_drift(self, live: LabLive) -> Drift:
         """Ansible's check mode (``--check --diff``) over every running host of every region:
@@ -472,8 +492,12 @@ class LabTarget:
         if want.kind == "record":
             names_region = live.dns_answer is not None and any(
                 topo.region_of_address(a) for a in live.dns_answer)
-            return [] if names_region else [Change("point", "record", want.name,
-                                                   detail=want.detail)]
+            resync = [Change("resync", "dns", naming.dns_container(self.dep.name, name),
+                             None if name == naming.WITNESS else name,
+                             "behind the newest serial: given the newest records")
+                      for name in live.dns_stale]
+            return resync if names_region else [*resync, Change("point", "record", want.name,
+                                                               detail=want.detail)]
         return self._diff_material(want, live)
 
     @staticmethod
@@ -601,14 +625,17 @@ class LabTarget:
         report.unmanaged_regions = unmanaged_regions(
             {n: LiveContainer(None, "", r) for n, r in container_regions(self.dep.name).items()},
             {d.name for d in desired.values() if d.kind == "container"})
+        dns = self.dns_servers(topo)
         for change in plan.changes:
             if change.kind in ("image", "key", "secret", "certificate", "network",
-                               "volume") or (change.kind == "container"
-                                             and change.region is None):
+                               "volume"):
                 self._apply_base(change, topo, report)
+        desired = {d.name: d for d in self.desired()}  # a new TSIG key changes the servers'
+        self._start_dns([c for c in plan.of("create", "recreate", "start", kind="container")
+                         if c.name in dns], topo, report, desired)
         self._write_prober_configs(topo)
         containers = [c for c in plan.of("create", "recreate", "start", kind="container")
-                      if c.region is not None]
+                      if c.region is not None and c.name not in dns]
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda c: self._apply_container(c, desired[c.name], report),
                           containers))
@@ -621,7 +648,7 @@ class LabTarget:
         self._collect_host_keys([h for r in topo.regions for h in r.hosts
                                  if states.get(h.name) == "running"], refresh=set(booting))
         self._settle(plan.of("settle"), topo, report)
-        self._ensure_writer(topo)  # before Ansible: the lease agents it starts read it
+        resynced = self._ensure_writer(topo)  # before Ansible: the lease agents read it
         self._configure(plan.of("configure"), topo, report, hooks)
         self._settle_configured(plan.of("configure"), topo, report)
         standby = [h for r in topo.regions for h in r.hosts if h.standby]
@@ -629,6 +656,7 @@ class LabTarget:
         for name in report.stopped:
             self.log(f"stopped standby {name}")
         report.dns_answer, report.dns_changed = self._ensure_record(topo)
+        report.dns_changed = report.dns_changed or resynced
 
     def _apply_base(self, change: Change, topo: Topology, report: LabReport) -> None:
         """The image, keys, networks, volumes and the DNS server, in plan order."""
@@ -660,13 +688,32 @@ class LabTarget:
             backups = {naming.backup_volume(self.dep.name, r.name) for r in topo.regions}
             label = ["--label", f"{podman.BACKUP_LABEL}=1"] if name in backups else []
             podman.run(["volume", "create", *self._labels(change.region), *label, name])
-        elif kind == "container":  # the DNS server
-            self._write_dns_files(topo)
-            desired = {d.name: d for d in self.desired()}
-            self._apply_container(change, desired[name], report)
-            self.dns_provider(topo).wait_ready()
-            return
         report.created.append(f"{kind} {name}")
+
+    def _start_dns(self, changes: list[Change], topo: Topology, report: LabReport,
+                   desired: dict[str, Desired]) -> None:
+        """Create or start DNS servers, each with the newest zone any server has, and
+        wait until they answer."""
+        if not changes:
+            return
+        servers = self.dns_servers(topo)
+        newest = knot.newest_zone(self.state.path, topo.dns)
+        for change in changes:
+            self._write_dns_files(servers[change.name], topo, newest)
+            self._apply_container(change, desired[change.name], report)
+        self.dns_provider(topo).wait_ready(servers=[servers[c.name] for c in changes])
+
+    def start_containers(self, names: list[str]) -> None:
+        """``podman start``, except that a DNS server is first given the newest zone (a
+        server back from a crash never answers an older record than the others)."""
+        topo = self.topology()
+        servers = self.dns_servers(topo)
+        dns = [n for n in names if n in servers]
+        if dns:
+            newest = knot.newest_zone(self.state.path, topo.dns)
+            for name in dns:
+                self._write_dns_files(servers[name], topo, newest)
+        podman.run(["start", *names])
 
     def _apply_container(self, change: Change, want: Desired, report: LabReport) -> None:
         name = change.name
@@ -683,14 +730,20 @@ class LabTarget:
                     *self._args[name]])
         self.log(f"{change.action}d container {name}")
 
-    def _write_dns_files(self, topo: Topology) -> None:
+    def _write_dns_files(self, server: NameServer, topo: Topology,
+                         newest: knot.ZoneContent | None) -> None:
+        """The server's configuration, and its zone file unless it already holds the
+        newest zone (``newest``; None: a new deployment, serial 1 without records)."""
         key = self._load_tsig()
         assert key is not None  # created earlier in the same plan, or already there
-        dns_dir = self.state.path / "dns"
-        write_if_changed(dns_dir / "knot.conf", knot.knot_config(self.dep, key))
-        zone_file = dns_dir / "zones" / f"{self.dep.dns.zone}.zone"
-        if not zone_file.exists():
-            write_if_changed(zone_file, knot.initial_zone(self.dep, topo.dns.server))
+        here = knot.server_dir(self.state.path, server.name)
+        write_if_changed(here / "knot.conf",
+                         knot.knot_config(self.dep, key, self._cli_address(server, topo)))
+        path = knot.zone_path(self.state.path, server.name, self.dep.dns.zone)
+        content = newest or knot.ZoneContent(1)
+        if knot.read_zone(path, topo.dns) != content:
+            write_if_changed(path, knot.zone_text(topo.dns, content, self.dep.dns.ttl),
+                             mode=0o644)
 
     def _write_prober_configs(self, topo: Topology) -> None:
         for region in topo.regions:
@@ -806,19 +859,46 @@ class LabTarget:
         wanted = {d.name: d.spec for d in self.desired() if d.kind == "configuration"}
         self.state.save_converged({r: wanted[r] for r in regions})
 
-    def _ensure_writer(self, topo: Topology) -> None:
+    def _ensure_writer(self, topo: Topology) -> bool:
         """The writer record names the region the app record names (a new deployment: the
         primary), unless a failover is under way: it cleared the record on purpose, and
         re-running it finishes the move. ``up`` never moves traffic, nor the right to
-        write."""
-        if self.state.read_journal() is not None:
-            return
+        write. Returns whether a DNS server had to be brought up to date."""
         provider = self.dns_provider(topo)
-        provider.wait_ready()
+        resynced = self._ensure_servers(provider, topo)
+        if self.state.read_journal() is not None:
+            return resynced
         active = topo.active_region(provider.read(topo.dns.record)) or self.dep.primary.name
         if provider.read_writer(topo.dns.writer_record) != active:
             self.log(f"writer record: {active} takes writes")
             provider.set_writer(topo.dns.writer_record, active)
+        return resynced
+
+    def _ensure_servers(self, provider: Rfc2136Provider, topo: Topology) -> bool:
+        """Every server answers the newest records under the newest serial (a server that
+        was down or cut off during a change is brought up to date), and the zone's NS set
+        lists every server (regions added or removed)."""
+        import dns.rdatatype
+
+        lines = provider.resync(topo.dns.record, topo.dns.writer_record)
+        for line in lines:
+            self.log(line)
+            self.state.audit("dns-resync", target="lab", detail=line)
+        want = sorted(knot.ns_name(s, topo.dns.zone) for s in topo.dns.name_servers)
+        best = provider.snapshot(None).newest
+        if best is None:
+            return bool(lines)  # read() below says why
+        server = next(s for s in topo.dns.name_servers if s.name == best.name)
+        have = sorted(str(r.target) for rrset in
+                      provider.query(server, topo.dns.zone + ".", dns.rdatatype.NS)
+                      for r in rrset)
+        if have != want:
+            self.log(f"zone NS set: {', '.join(want)}")
+            provider.write_rrsets(
+                [(f"{topo.dns.zone}.", 300, "NS", want)]
+                + [(knot.ns_name(s, topo.dns.zone), 300, "A", [s.address])
+                   for s in topo.dns.name_servers])
+        return bool(lines)
 
     def _ensure_record(self, topo: Topology) -> tuple[list[str], bool]:
         """Point the app record at the primary only if it points at no known region.
@@ -827,7 +907,6 @@ class LabTarget:
         a later ``up`` must leave it there (moving traffic is ``hadeploy failover``'s job).
         """
         provider = self.dns_provider(topo)
-        provider.wait_ready()
         answer = provider.read(topo.dns.record)
         if any(topo.region_of_address(a) for a in answer):
             return answer, False
@@ -924,7 +1003,7 @@ class LabTarget:
 
         return Runtime(topology=self.topology, dns=self.dns_provider,
                        region_ops=lambda topo: LabRegionOps(self, topo), status=status,
-                       host_run=podman_run)
+                       host_run=podman_run, start=self.start_containers)
 
 
 # --- objects by label (work without a state directory) ------------------------------------

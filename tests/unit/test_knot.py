@@ -1,0 +1,53 @@
+"""The lab's DNS servers: each one's configuration, and the zone a (re)starting server is
+given — the newest any server has, so that it never answers an older record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hadeploy import config
+from hadeploy.dns.rfc2136 import TsigKey
+from hadeploy.targets.lab import knot
+from hadeploy.targets.lab.naming import lab_topology
+
+DEP = config.from_regions(["east", "west"])
+DNS = lab_topology(DEP).dns
+
+
+def test_only_signed_updates_from_this_machine_are_accepted():
+    text = knot.knot_config(DEP, TsigKey.generate("hadeploy-demo"), "10.91.1.1")
+    acl = text[text.index("acl:"):text.index("template:")]
+    assert "key: hadeploy-demo" in acl and "address: 10.91.1.1" in acl
+    assert "action: update" in acl
+    # the zone file is the server's whole state: written at once, no journal to replay
+    assert "zonefile-sync: 0" in text and "journal-content: none" in text
+
+
+def test_a_zone_file_reads_back_what_was_written(tmp_path: Path):
+    content = knot.ZoneContent(1795940000, ("10.91.2.10",), 2, "west")
+    path = tmp_path / "zone"
+    path.write_text(knot.zone_text(DNS, content, 2))
+    assert knot.read_zone(path, DNS) == content
+    text = path.read_text()
+    for server in DNS.name_servers:  # every server is in the NS set, with its address
+        assert f"@ NS ns-{server.name}.hadeploy.test." in text
+        assert f"ns-{server.name}.hadeploy.test. A {server.address}" in text
+    assert knot.read_zone(tmp_path / "missing", DNS) is None
+    (tmp_path / "bad").write_text("not a zone {")
+    assert knot.read_zone(tmp_path / "bad", DNS) is None
+
+
+def test_a_server_starts_from_the_newest_zone_any_server_has(tmp_path: Path):
+    assert knot.newest_zone(tmp_path, DNS) is None  # a new deployment
+    old = knot.ZoneContent(5, ("10.91.1.10",), 2, "east")
+    new = knot.ZoneContent(9, ("10.91.2.10",), 2, "west")
+    for name, content in (("east", old), ("west", new), ("witness", old)):
+        path = knot.zone_path(tmp_path, name, DNS.zone)
+        path.parent.mkdir(parents=True)
+        path.write_text(knot.zone_text(DNS, content, 2))
+    assert knot.newest_zone(tmp_path, DNS) == new
+    # the single server's file of a deployment made before there was one per region counts
+    legacy = tmp_path / "dns" / "zones" / f"{DNS.zone}.zone"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(knot.zone_text(DNS, knot.ZoneContent(12, ("10.91.1.10",)), 2))
+    assert knot.newest_zone(tmp_path, DNS).serial == 12
