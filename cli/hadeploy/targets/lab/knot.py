@@ -64,6 +64,9 @@ acl:
     key: {key.name}
     address: {cli_address}
     action: update
+  - id: hadeploy_transfer  # a peer that starts again takes the newest zone (dns_start.py)
+    key: {key.name}
+    action: transfer
 template:
   - id: default
     storage: {ZONES_DIR}
@@ -72,7 +75,7 @@ template:
     semantic-checks: on
 zone:
   - domain: {dep.dns.zone}.
-    acl: hadeploy_update
+    acl: [hadeploy_update, hadeploy_transfer]
 """
 
 
@@ -86,17 +89,26 @@ class ZoneContent:
 
 
 def zone_text(dns: DnsEndpoint, content: ZoneContent, soa_minimum: int) -> str:
+    """The zone file, in the ``name ttl type rdata`` form knot writes (absolute names)."""
     zone = f"{dns.zone}."
     servers = dns.name_servers
-    lines = [f"$ORIGIN {zone}", "$TTL 300",
-             f"@ SOA {ns_name(servers[0], dns.zone)} hostmaster.{zone} {content.serial} "
-             f"3600 600 86400 {soa_minimum}"]
-    lines += [f"@ NS {ns_name(s, dns.zone)}" for s in servers]
-    lines += [f"{ns_name(s, dns.zone)} A {s.address}" for s in servers]
-    lines += [f"{dns.record} {content.ttl} A {a}" for a in content.answer]
+    lines = [f"{zone} 300 SOA {ns_name(servers[0], dns.zone)} hostmaster.{zone} "
+             f"{content.serial} 3600 600 86400 {soa_minimum}"]
+    lines += [f"{zone} 300 NS {ns_name(s, dns.zone)}" for s in servers]
+    lines += [f"{ns_name(s, dns.zone)} 300 A {s.address}" for s in servers]
+    lines += [f"{dns.record}.{zone} {content.ttl} A {a}" for a in content.answer]
     if content.writer is not None:
-        lines.append(f'{dns.writer_record} {WRITER_TTL} TXT "{content.writer}"')
+        lines.append(f'{dns.writer_record}.{zone} {WRITER_TTL} TXT "{content.writer}"')
     return "\n".join(lines) + "\n"
+
+
+def sync_config(dns: DnsEndpoint, server: NameServer, key: TsigKey) -> str:
+    """What dns_start.py needs to take the newest zone from the other servers."""
+    import json
+
+    return json.dumps({"zone": f"{dns.zone}.", "key": f"{key.algorithm}:{key.name}:{key.secret}",
+                       "peers": [s.address for s in dns.name_servers if s != server]},
+                      sort_keys=True)
 
 
 def read_zone(path: Path, endpoint: DnsEndpoint) -> ZoneContent | None:

@@ -36,6 +36,7 @@ from hadeploy.topology import Host, HostKind, NameServer, RegionTopology, Topolo
 
 Log = Callable[[str], None]
 PROBER_SOURCE = Path(__file__).resolve().parents[2] / "prober.py"
+DNS_START_SOURCE = Path(__file__).resolve().parent / "dns_start.py"
 SPEC_LABEL = "io.hadeploy.spec"
 REGION_LABEL = "io.hadeploy.region"
 PLAYBOOK = "site.yml"
@@ -343,8 +344,10 @@ class LabTarget:
                 "--hostname", container, "--network", network, "--ip", server.address,
                 "--mac-address", naming.stable_mac(server.address), "--init", "--tmpfs", "/run",
                 "-v", f"{here / 'knot.conf'}:{knot.CONFIG_DIR}/knot.conf:ro,Z",
+                "-v", f"{here / 'sync.json'}:{knot.CONFIG_DIR}/sync.json:ro,Z",
+                "-v", f"{DNS_START_SOURCE}:/opt/hadeploy/dns_start.py:ro",
                 "-v", f"{here / 'zones'}:{knot.ZONES_DIR}:Z",
-                ref, "sh", "-c", f"mkdir -p /run/knot && exec knotd -c {knot.CONFIG_DIR}/knot.conf"]
+                ref, "python3", "/opt/hadeploy/dns_start.py"]
 
     def _subnets(self) -> list[str]:
         return [self.dep.lab.control_subnet, *(r.lab_subnet or "" for r in self.dep.regions)]
@@ -739,6 +742,7 @@ class LabTarget:
         here = knot.server_dir(self.state.path, server.name)
         write_if_changed(here / "knot.conf",
                          knot.knot_config(self.dep, key, self._cli_address(server, topo)))
+        write_if_changed(here / "sync.json", knot.sync_config(topo.dns, server, key))
         path = knot.zone_path(self.state.path, server.name, self.dep.dns.zone)
         content = newest or knot.ZoneContent(1)
         if knot.read_zone(path, topo.dns) != content:
