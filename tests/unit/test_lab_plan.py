@@ -185,3 +185,16 @@ def test_a_cluster_whose_patroni_stopped_everywhere_is_started_and_settled(tmp_p
     live.containers["hd-demo-west-db1"] = LiveContainer(
         live.containers["hd-demo-west-db1"].spec, "exited", "west")
     assert "settle database west" not in " ".join(changes(lab, live))
+
+
+def test_a_dns_server_that_lags_or_is_no_longer_wanted_is_a_change(target):
+    """A server behind the newest serial is brought forward by 'up' (so 'plan' says so);
+    the witness of a deployment whose regions became odd in number is removed, not left
+    answering outside the NS set."""
+    live = converged(target)
+    live.dns_stale = ["west"]
+    live.containers["hd-demo-dns"] = LiveContainer("x", "running", None)  # three regions now
+    assert changes(target, live) == [
+        "resync dns hd-demo-west-dns (behind the newest serial: given the newest records)",
+        "remove container hd-demo-dns (a DNS server this deployment no longer has)"]
+    assert target.diff(target.desired(), live).notes == []

@@ -89,6 +89,8 @@ def downtime(change: Any) -> str:
                 "keep a minimum healthy percentage")
     if change.action == "point":
         return "none: the name starts to answer"
+    if change.action == "remove" and change.kind == "container":
+        return "none: the other DNS servers answer (it left the NS set first)"
     return "none"
 
 
@@ -142,7 +144,8 @@ def _text(doc: dict[str, Any]) -> None:
     out = Console(highlight=False)
     out.print(f"deployment [bold]{doc['deployment']}[/] target {doc['target']}: "
               f"{len(doc['regions'])} region(s), primary {doc['primary']}")
-    marks = {"create": "[green]+[/]", "build": "[green]+[/]", "recreate": "[red]±[/]"}
+    marks = {"create": "[green]+[/]", "build": "[green]+[/]", "recreate": "[red]±[/]",
+             "remove": "[red]-[/]"}
     for item, change in zip(doc["items"], doc["changes"], strict=True):
         out.print(f"  {marks.get(item['action'], '[yellow]~[/]')} {escape(change)}")
     for note in doc["notes"]:

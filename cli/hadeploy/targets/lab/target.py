@@ -122,6 +122,7 @@ class LabReport:
     started: list[str] = field(default_factory=list)
     recreated: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     unmanaged_regions: list[str] = field(default_factory=list)
     configured: bool = False
     configure_reason: str = ""
@@ -134,7 +135,7 @@ class LabReport:
     @property
     def changed(self) -> bool:
         return bool(self.created or self.started or self.recreated or self.stopped
-                    or self.data
+                    or self.removed or self.data
                     or self.dns_changed or (self.ansible and self.ansible["changed"]))
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +143,7 @@ class LabReport:
                 "plan": [str(c) for c in self.plan],
                 "created": self.created, "started": self.started,
                 "recreated": self.recreated, "stopped": self.stopped,
+                "removed": self.removed,
                 "unmanaged_regions": self.unmanaged_regions,
                 "configured": self.configured, "configure_reason": self.configure_reason,
                 "ansible": self.ansible, "data": self.data,
@@ -471,9 +473,17 @@ class LabTarget:
                     if host.kind is HostKind.DB and change.action in ("start", "recreate"):
                         restarted_db.add(change.region)
         wanted = {d.name for d in desired if d.kind == "container"}
+        # a DNS server the deployment no longer has (the witness once the regions are odd
+        # in number): out of the NS set and the quorum, so it goes
+        servers = {naming.dns_container(self.dep.name, naming.WITNESS),
+                   *(naming.dns_container(self.dep.name, r.name) for r in topo.regions)}
+        gone = sorted(n for n in servers - wanted if n in live.containers)
+        plan.changes += [Change("remove", "container", n, live.containers[n].region,
+                                "a DNS server this deployment no longer has") for n in gone]
         plan.notes += [f"region '{r}' exists but is not in the desired state; left alone by "
                        "'up'" for r in unmanaged_regions(live.containers, wanted)]
-        stray = sorted(n for n, c in live.containers.items() if n not in wanted and not c.region)
+        stray = sorted(n for n, c in live.containers.items()
+                       if n not in wanted and not c.region and n not in gone)
         if stray:
             plan.notes.append(f"not in the desired state, left alone by 'up': {', '.join(stray)}")
         if live.dns_error:
@@ -660,6 +670,10 @@ class LabTarget:
             self.log(f"stopped standby {name}")
         report.dns_answer, report.dns_changed = self._ensure_record(topo)
         report.dns_changed = report.dns_changed or resynced
+        for change in plan.of("remove", kind="container"):  # after the NS set left it out
+            podman.run(["rm", "-f", "-t", "0", change.name])
+            report.removed.append(f"container {change.name}")
+            self.log(f"removed container {change.name} ({change.detail})")
 
     def _apply_base(self, change: Change, topo: Topology, report: LabReport) -> None:
         """The image, keys, networks, volumes and the DNS server, in plan order."""
