@@ -164,3 +164,40 @@ def test_probe_history_is_kept(world):
     h = History(world.state.path / "history.sqlite")
     assert len(h.recent("east", 10)) == 3 and h.summary("west")["vantages"]["cli"]["ok"] == 3
     h.close()
+
+
+def test_watch_brings_a_lagging_dns_server_forward_but_not_under_someone_elses_lock(world):
+    """Every 5 s, under the deployment lock: a server that missed a change (here: the
+    witness, down during it) gets the newest records under the newest serial."""
+    from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
+    from hadeploy.topology import NameServer
+    from tests.dnsfake import FakeAuthority
+
+    key = TsigKey.generate("hadeploy-demo")
+    topo = world.topology()
+    fakes = [FakeAuthority(topo.dns.zone, key) for _ in range(3)]
+    try:
+        provider = Rfc2136Provider([NameServer(n, "127.0.0.1", f.port) for n, f in
+                                    zip(("east", "west", "witness"), fakes, strict=True)],
+                                   topo.dns.zone, key, timeout=0.3)
+        east = topo.region("east").vip
+        provider.replace(topo.dns.record, 1, [east], writer=(topo.dns.writer_record, "east"))
+        fakes[2].down = True
+        provider.replace(topo.dns.record, 1, [topo.region("west").vip],
+                         writer=(topo.dns.writer_record, "west"))
+        world.active = "west"
+        fakes[2].down = False
+        w = world.watcher()
+        w.runtime.dns = lambda topo: provider
+        with world.state.lock("failover"):  # someone else's change may be under way
+            rounds(w, 1)
+        assert fakes[2].get(topo.dns.record, "A") == [east]
+        w.last_resync = 0.0
+        rounds(w, 1)
+        assert fakes[2].get(topo.dns.record, "A") == [topo.region("west").vip]
+        assert fakes[2].serial == fakes[0].serial
+        assert any(d.startswith("DNS server witness brought from serial")
+                   for d in world.decisions())
+    finally:
+        for fake in fakes:
+            fake.close()
