@@ -21,6 +21,10 @@ def test_only_signed_updates_from_this_machine_are_accepted():
     assert "action: update" in acl
     # the zone file is the server's whole state: written at once, no journal to replay
     assert "zonefile-sync: 0" in text and "journal-content: none" in text
+    # a restarting server transfers the zone with the key from a file, never an argument
+    key = TsigKey.generate("hadeploy-demo")
+    assert key.secret not in knot.sync_config(DNS, DNS.name_servers[0])
+    assert knot.kdig_key(key) == f"hmac-sha256:hadeploy-demo:{key.secret}\n"
 
 
 def test_a_zone_file_reads_back_what_was_written(tmp_path: Path):
@@ -85,7 +89,7 @@ def test_the_start_script_takes_the_newest_zone_before_knotd_answers(tmp_path, m
     answers = {"10.91.2.6": (60, newer.splitlines(), ""), "10.91.0.53": (None, [], "timeout")}
     monkeypatch.setattr(dns_start, "ZONES", str(zones))
     monkeypatch.setattr(dns_start, "transfer", lambda peer, zone, key: answers[peer])
-    conf = {"zone": "hadeploy.test.", "key": "k", "peers": list(answers)}
+    conf = {"zone": "hadeploy.test.", "peers": list(answers)}
     said = dns_start.sync(conf)
     assert said.startswith("took serial 60 from 10.91.2.6 (had 50)") and "timeout" in said
     assert knot.read_zone(zones / "hadeploy.test.zone", DNS) == knot.ZoneContent(

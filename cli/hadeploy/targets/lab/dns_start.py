@@ -11,8 +11,8 @@ majority is gone too; then the server starts with what it has, and `hadeploy up`
 `watch` brings it forward once the others are back.
 
 Standard library only (it runs in the lab image with python3 and knot-dnsutils' kdig).
-Configuration: a JSON file with ``zone``, ``peers`` (addresses) and ``key``
-(``hmac-sha256:name:secret`` for kdig), mode 0600.
+Configuration: a JSON file with ``zone`` and ``peers`` (addresses); the key in a file of
+its own (``hmac-sha256:name:secret``, mode 0600) that kdig reads — never a command line.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 CONF = "/etc/hadeploy-dns/sync.json"
 KNOT_CONF = "/etc/hadeploy-dns/knot.conf"
+KEY_FILE = "/etc/hadeploy-dns/tsig.key"
 ZONES = "/var/lib/knot/zones"
 
 
@@ -55,8 +56,9 @@ def parse(text: str) -> tuple[int | None, list[str]]:
 
 
 def transfer(peer: str, zone: str, key: str) -> tuple[int | None, list[str], str]:
+    """``key``: the key file's path."""
     try:
-        done = subprocess.run(["kdig", "-y", key, f"@{peer}", "+timeout=1", "+retry=0",
+        done = subprocess.run(["kdig", "-k", key, f"@{peer}", "+timeout=1", "+retry=0",
                                zone, "AXFR"], capture_output=True, text=True, timeout=4,
                               check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -80,7 +82,7 @@ def sync(conf: dict[str, Any]) -> str:
     if not peers:
         return f"serial {own}: no peers"
     with ThreadPoolExecutor(max_workers=len(peers)) as pool:
-        got = dict(zip(peers, pool.map(lambda p: transfer(p, zone, str(conf["key"])), peers),
+        got = dict(zip(peers, pool.map(lambda p: transfer(p, zone, KEY_FILE), peers),
                        strict=True))
     heard = {p: r for p, r in got.items() if r[0] is not None}
     silent = ", ".join(f"{p} ({r[2]})" for p, r in got.items() if r[0] is None)

@@ -102,13 +102,18 @@ def zone_text(dns: DnsEndpoint, content: ZoneContent, soa_minimum: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sync_config(dns: DnsEndpoint, server: NameServer, key: TsigKey) -> str:
+def sync_config(dns: DnsEndpoint, server: NameServer) -> str:
     """What dns_start.py needs to take the newest zone from the other servers."""
     import json
 
-    return json.dumps({"zone": f"{dns.zone}.", "key": f"{key.algorithm}:{key.name}:{key.secret}",
+    return json.dumps({"zone": f"{dns.zone}.",
                        "peers": [s.address for s in dns.name_servers if s != server]},
                       sort_keys=True)
+
+
+def kdig_key(key: TsigKey) -> str:
+    """The key as kdig reads it from a file (``-k``): never on a command line."""
+    return f"{key.algorithm}:{key.name}:{key.secret}\n"
 
 
 def read_zone(path: Path, endpoint: DnsEndpoint) -> ZoneContent | None:

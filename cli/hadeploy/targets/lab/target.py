@@ -347,6 +347,7 @@ class LabTarget:
                 "--mac-address", naming.stable_mac(server.address), "--init", "--tmpfs", "/run",
                 "-v", f"{here / 'knot.conf'}:{knot.CONFIG_DIR}/knot.conf:ro,Z",
                 "-v", f"{here / 'sync.json'}:{knot.CONFIG_DIR}/sync.json:ro,Z",
+                "-v", f"{here / 'tsig.key'}:{knot.CONFIG_DIR}/tsig.key:ro,Z",
                 "-v", f"{DNS_START_SOURCE}:/opt/hadeploy/dns_start.py:ro",
                 "-v", f"{here / 'zones'}:{knot.ZONES_DIR}:Z",
                 ref, "python3", "/opt/hadeploy/dns_start.py"]
@@ -758,7 +759,8 @@ class LabTarget:
         here = knot.server_dir(self.state.path, server.name)
         write_if_changed(here / "knot.conf",
                          knot.knot_config(self.dep, key, self._cli_address(server, topo)))
-        write_if_changed(here / "sync.json", knot.sync_config(topo.dns, server, key))
+        write_if_changed(here / "sync.json", knot.sync_config(topo.dns, server))
+        write_if_changed(here / "tsig.key", knot.kdig_key(key))
         path = knot.zone_path(self.state.path, server.name, self.dep.dns.zone)
         content = newest or knot.ZoneContent(1)
         if knot.read_zone(path, topo.dns) != content:
