@@ -2,7 +2,10 @@
 
 One deployment ("hdtest", subnets 10.92.x so a user's demo on 10.91.x is never touched) is
 built once and exercised step by step; the tests run in file order. Stale objects of an
-interrupted earlier run are removed first, and everything is removed at the end.
+interrupted earlier run are removed first, and everything is removed at the end. It has no
+database tier: the app, the load balancers, rolling changes, drills and GitOps are what it
+is for (every Ansible run is about half as long without one); test_data_lab.py builds a
+deployment with the full database tier and backups, as `up` makes by default.
 """
 
 from __future__ import annotations
@@ -33,11 +36,10 @@ dns: {{zone: hdtest.test, record: app, ttl: 2}}
 regions:
   - {{name: east, role: primary, hosts: 2, lab_subnet: 10.92.1.0/24}}
   - {{name: west, role: secondary, hosts: 2, lab_subnet: 10.92.2.0/24}}
-data: {{hosts: 1, backup: {{enabled: false}}}}  # backups: test_data_lab.py
+data: {{enabled: false}}  # the database tier and backups: test_data_lab.py
 lab: {{control_subnet: 10.92.0.0/24}}
 """
 NORTH = "  - {name: north, role: secondary, hosts: 2, standby: warm, lab_subnet: 10.92.3.0/24}\n"
-SOUTH = "  - {name: south, role: secondary, hosts: 1, standby: cold, lab_subnet: 10.92.4.0/24}\n"
 EAST_VIP, WEST_VIP, NORTH_VIP, DNS_SERVER = "10.92.1.10", "10.92.2.10", "10.92.3.10", "10.92.0.53"
 
 
@@ -157,11 +159,11 @@ def test_up_builds_two_regions(lab, measurements):
     measurements["cold up, 2 regions x 2 app hosts (s)"] = round(time.monotonic() - start, 1)
     assert cmdlines.samples > 10 and cmdlines.hits == [], "a secret on a command line"
     assert doc["changed"] and doc["configured"]
-    assert doc["ansible"]["failures"] == [] and len(doc["ansible"]["hosts"]) == 10
+    assert doc["ansible"]["failures"] == [] and len(doc["ansible"]["hosts"]) == 8
     assert doc["dns"]["answer"] == [EAST_VIP]
     objs = lab_objects()
-    # 2 x (2 lb + 2 app + db + prober + dns) + the witness dns
-    assert len(objs["containers"]) == 15
+    # 2 x (2 lb + 2 app + prober + dns) + the witness dns
+    assert len(objs["containers"]) == 13
     assert len(objs["networks"]) == 3 and len(objs["volumes"]) == 2 and objs["rules"]
 
 
@@ -185,7 +187,7 @@ def test_status_json_contract(lab):
         assert region["lb_master"] in {f"hd-{NAME}-{region['name']}-lb1",
                                        f"hd-{NAME}-{region['name']}-lb2"}
         kinds = sorted(h["kind"] for h in region["hosts"])
-        assert kinds == ["app", "app", "db", "lb", "lb"]
+        assert kinds == ["app", "app", "lb", "lb"]
         assert all(h["healthy"] and h["container"] == "running" for h in region["hosts"])
     assert doc["regions"][0]["role"] == "primary" and doc["regions"][1]["role"] == "secondary"
     human = lab.cli("status")
@@ -232,29 +234,24 @@ def test_secrets_of_the_environment_land_nowhere_in_the_state(lab):
 
 
 def test_items_written_in_the_active_region_are_served_by_every_app_host(lab):
-    """The database tier (one host per region here): east takes the write, every app host
-    of east and of west (its standby cluster replays it) serves it; west refuses writes."""
+    """Without a database tier the region's shared storage holds the items: east takes the
+    write and both of its app hosts serve it; west refuses writes at its load balancers
+    (their lease agents: the writer record names east). With a database tier west serves
+    it too: test_data_lab.py."""
     item_id = f"it-{uuid.uuid4().hex[:8]}"
     status, body = post_json(EAST_VIP, "/items", {"id": item_id, "sku": "X1"})
     assert status == 201 and body["region"] == "east"
+    served_by, deadline = set(), time.time() + 10
+    while len(served_by) < 2 and time.time() < deadline:  # round robin over 2 hosts
+        status, item, _ = get_json(EAST_VIP, f"/items/{item_id}")
+        assert status == 200 and item["sku"] == "X1"
+        served_by.add(item["served_by"])
+    assert served_by == {f"hd-{NAME}-east-app1", f"hd-{NAME}-east-app2"}
     for vip, region in ((EAST_VIP, "east"), (WEST_VIP, "west")):
-        served_by, deadline = set(), time.time() + 10
-        while len(served_by) < 2 and time.time() < deadline:  # round robin over 2 hosts
-            status, item, _ = get_json(vip, f"/items/{item_id}")
-            if status == 200:
-                assert item["sku"] == "X1"
-                served_by.add(item["served_by"])
-            else:
-                time.sleep(0.2)  # west replays asynchronously
-        assert served_by == {f"hd-{NAME}-{region}-app1", f"hd-{NAME}-{region}-app2"}
         status, root, headers = get_json(vip, "/")
         assert root["region"] == region and "x-hadeploy-lb" in headers
-    # refused by west's load balancers (their lease agents: the writer record names east)
     status, body = post_json(WEST_VIP, "/items", {"id": item_id + "-w"})
     assert status == 503 and "not the writer" in body["error"], body
-    # ... and by west's app itself, were a write to get past them (its database is a replica)
-    status, body = post_json("10.92.2.21", "/items", {"id": item_id + "-w"}, port=8080)
-    assert status == 503 and "read-only region" in body["error"], body
 
 
 def drill(lab: Lab, measurements, scenario: str) -> dict:
@@ -309,7 +306,7 @@ def test_up_repairs_then_second_up_changes_nothing(lab, measurements):
                                                          f"container hd-{NAME}-east-lb2"]
     assert doc["created"] == [] and doc["recreated"] == []
     assert doc["configured"] and set(doc["ansible"]["hosts"]) <= {
-        f"hd-{NAME}-east-{h}" for h in ("lb1", "lb2", "app1", "app2", "db1")}
+        f"hd-{NAME}-east-{h}" for h in ("lb1", "lb2", "app1", "app2")}
     start = time.monotonic()
     doc = lab.json("up")
     measurements["unchanged re-run of up (s)"] = round(time.monotonic() - start, 1)
@@ -560,7 +557,7 @@ def test_the_example_pipelines_plan_apply_and_catch_a_hand_edit(lab, measurement
     podman("exec", lb2, "systemctl", "stop", "keepalived")
     start = time.monotonic()
     r = run_job(jobs["gitlab"]["drift"], checkout("main", "drift"), env)
-    measurements["drift check over 10 running hosts (s)"] = round(time.monotonic() - start, 1)
+    measurements["drift check over 8 running hosts (s)"] = round(time.monotonic() - start, 1)
     assert r.returncode == 8, r.stdout[-2000:] + r.stderr[-2000:]
     assert f"**east** `{lb1}`: Write the haproxy configuration (`/etc/haproxy/haproxy.cfg`)" \
         in r.stdout, r.stdout
@@ -568,7 +565,7 @@ def test_the_example_pipelines_plan_apply_and_catch_a_hand_edit(lab, measurement
         in r.stdout, r.stdout
     assert "**west**" not in r.stdout, r.stdout
     # Exactly the two differences, in east: on a converged lab check mode finds nothing else
-    # (the roles are idempotent in check mode too), on none of the other 8 hosts.
+    # (the roles are idempotent in check mode too), on none of the other 6 hosts.
     doc = lab.json("up", "--drift")
     assert doc["configured"] and doc["ansible"]["failures"] == []
     assert doc["configure_reason"].startswith("east: drift: hd-") and doc["configure_reason"] \
@@ -580,21 +577,20 @@ def test_the_example_pipelines_plan_apply_and_catch_a_hand_edit(lab, measurement
     assert lab.cli("plan", "--detailed-exitcode").rc == 0
 
 
-def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
-    """A warm and a cold region join: the plan names them, the probers of the other regions
-    (which now probe them too), the firewall rules between subnets and the other regions'
-    configuration (their databases keep a replication slot for, and accept replication from,
-    the new regions' database hosts); 'up' applies exactly that plan, and on the existing
-    regions only the database hosts and the load balancers (their lease agents ask the new
-    regions' DNS servers) change."""
+def test_adding_a_region_adds_only_that_region_and_up_applies_the_plan(lab):
+    """A warm region joins: the plan names it, the probers of the other regions (which now
+    probe it too), the firewall rules between subnets, the other regions' configuration
+    (their load balancers' lease agents now ask its DNS server too) and the witness DNS
+    server, which three regions no longer need (an odd count without it); 'up' applies
+    exactly that plan, and on the existing regions only the load balancers change."""
     current = (lab.workdir / "hadeploy.yaml").read_text()  # as the rolling tests left it
-    (lab.workdir / "hadeploy.yaml").write_text(current.replace("app: ", NORTH + SOUTH + "app: "))
+    (lab.workdir / "hadeploy.yaml").write_text(current.replace("app: ", NORTH + "app: "))
     plan = lab.json("plan")
-    new = ("north", "south")
     others = {f"recreate container hd-{NAME}-{r}-probe (its specification changed)"
               for r in ("east", "west")} | {
-        f"configure configuration {r} (configuration changed)" for r in ("east", "west")}
-    unexpected = [c for c in plan["changes"] if not any(r in c for r in new)
+        f"configure configuration {r} (configuration changed)" for r in ("east", "west")} | {
+        f"remove container hd-{NAME}-dns (a DNS server this deployment no longer has)"}
+    unexpected = [c for c in plan["changes"] if "north" not in c
                   and c not in others and not c.startswith("create firewall")]
     assert plan["changes"] and unexpected == [], plan["changes"]
     assert others <= set(plan["changes"])
@@ -602,28 +598,24 @@ def test_adding_regions_adds_only_those_regions_and_up_applies_the_plan(lab):
     assert doc["plan"] == plan["changes"], "up applies exactly the plan that plan printed"
     assert sorted(doc["recreated"]) == [f"container hd-{NAME}-east-probe",
                                         f"container hd-{NAME}-west-probe"]
+    assert doc["removed"] == [f"container hd-{NAME}-dns"]
     created = [c for c in doc["created"] if not c.endswith("firewall rule(s)")]
-    assert created and all(any(r in c for r in new) for c in created), created
+    assert created and all("north" in c for c in created), created
+    assert f"container hd-{NAME}-north-dns" in created
     hosts = doc["ansible"]["hosts"]
-    assert set(hosts) == {f"hd-{NAME}-{r}-{h}" for r in new for h in ("lb1", "lb2", "app1",
-                                                                       "db1")} | {
-        f"hd-{NAME}-north-app2"} | {f"hd-{NAME}-{r}-{h}" for r in ("east", "west")
-                                    for h in ("lb1", "lb2", "app1", "app2", "db1")}
-    touched = {h for h, stats in hosts.items() if stats["changed"]
-               and not any(r in h for r in new)}
-    # the database hosts (replication) and the load balancers, whose lease agents now ask
-    # the new regions' DNS servers too
+    assert set(hosts) == {f"hd-{NAME}-{r}-{h}" for r in ("east", "west", "north")
+                          for h in ("lb1", "lb2", "app1", "app2")}
+    touched = {h for h, stats in hosts.items() if stats["changed"] and "north" not in h}
     assert touched == {f"hd-{NAME}-{r}-{h}" for r in ("east", "west")
-                       for h in ("db1", "lb1", "lb2")}, hosts
-    # standby hosts were configured, then stopped again: north keeps 1 of 2, south none
-    assert sorted(doc["stopped"]) == [f"container hd-{NAME}-north-app2",
-                                      f"container hd-{NAME}-south-app1"]
+                       for h in ("lb1", "lb2")}, hosts
+    # the standby host was configured, then stopped again: north keeps 1 of 2
+    assert doc["stopped"] == [f"container hd-{NAME}-north-app2"]
     assert doc["dns"]["answer"] == [EAST_VIP] and doc["dns"]["changed"] is False
     status, root, _ = get_json(NORTH_VIP, "/")
     assert status == 200 and root["region"] == "north"
-    data = {r["name"]: r["data"] for r in lab.json("status")["regions"]}
-    assert {r: d["role"] for r, d in data.items()} == {
-        "east": "primary", "west": "standby", "north": "standby", "south": "standby"}
+    servers = lab.json("status")["dns"]["servers"]
+    assert [s["name"] for s in servers] == ["east", "west", "north"], servers
+    assert all(s["agrees"] for s in servers), servers
 
 
 def state_snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -631,7 +623,7 @@ def state_snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
                      b"" if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
 
 
-def test_plan_says_no_changes_on_a_converged_lab_with_warm_and_cold_regions(lab):
+def test_plan_says_no_changes_on_a_converged_lab_with_a_warm_region(lab):
     before = state_snapshot(lab.state)
     doc = lab.json("plan")
     assert doc["changes"] == [], doc
