@@ -426,6 +426,15 @@ MAPPING: dict[str, dict[str, Entry]] = {
             REFRESH("Preferences.MaxHealthyPercentage"),
         "instanceRefresh.preferences.instanceWarmup": REFRESH("Preferences.InstanceWarmup"),
         "tags[].key": ASG_CREATE("Tags.Key"), "tags[].value": ASG_CREATE("Tags.Value")},
+    # --- the certificate a regional stack requests when no ARN is configured
+    "aws:acm/certificate:Certificate": {
+        "domainName": Api("acm", "RequestCertificate", "DomainName", DNS_NAME),
+        "validationMethod": Api("acm", "RequestCertificate", "ValidationMethod"),
+        **_tags("acm", "AddTagsToCertificate")},
+    "aws:acm/certificateValidation:CertificateValidation": {
+        "certificateArn": REF,
+        "validationRecordFqdns[]": Skip("a waiter of the provider: it polls until ACM issued "
+                                        "the certificate, nothing is sent")},
     "aws:ssm/parameter:Parameter": {
         "name": Api("ssm", "PutParameter", "Name", SSM_NAME),
         "type": Api("ssm", "PutParameter", "Type"),
@@ -638,7 +647,11 @@ MAPPING: dict[str, dict[str, Entry]] = {
         "aliases[].name":
             R53("ChangeResourceRecordSets", f"{RECORD_SET}.AliasTarget.DNSName", DNS_NAME),
         "aliases[].zoneId":
-            R53("ChangeResourceRecordSets", f"{RECORD_SET}.AliasTarget.HostedZoneId")},
+            R53("ChangeResourceRecordSets", f"{RECORD_SET}.AliasTarget.HostedZoneId"),
+        # the certificate's validation record (its name and value come from ACM)
+        "records[]": R53("ChangeResourceRecordSets", f"{RECORD_SET}.ResourceRecords.Value"),
+        "ttl": R53("ChangeResourceRecordSets", f"{RECORD_SET}.TTL"),
+        "allowOverwrite": PROVIDER_ONLY},
 }
 
 # Names Pulumi generates when the program gives none: "<logical name>-<7 random hex>",

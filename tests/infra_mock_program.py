@@ -299,10 +299,14 @@ def cluster_problems(graph: dict[str, Any], dep: dict[str, Any], region: str) ->
         problems.append("ALB is not in public subnets of ≥2 AZs")
     listeners = {int(x["inputs"]["port"]): x for x in of_type(graph, "aws:lb/listener:Listener")}
     https, http = listeners.get(443), listeners.get(80)
-    cert = dep["aws"]["certificate_arns"][region]
-    if not https or https["inputs"].get("protocol") != "HTTPS" or \
+    cert = (dep["aws"].get("certificate_arns") or {}).get(region)
+    if cert is None:  # requested by the stack, DNS-validated in the configured zone
+        problems += certificate_problems(graph, dep, https)
+    elif not https or https["inputs"].get("protocol") != "HTTPS" or \
             https["inputs"].get("certificateArn") != cert:
         problems.append("no HTTPS listener with the configured certificate")
+    elif of_type(graph, "aws:acm/certificate:Certificate"):
+        problems.append("a certificate was requested although one is configured")
     redirect = ((http or {}).get("inputs", {}).get("defaultActions") or [{}])[0]
     if not http or (redirect.get("redirect") or {}).get("protocol") != "HTTPS":
         problems.append("HTTP listener does not redirect to HTTPS")
@@ -312,6 +316,35 @@ def cluster_problems(graph: dict[str, Any], dep: dict[str, Any], region: str) ->
             int(tg["inputs"]["port"]) != dep.get("app", {}).get("port", 8080):
         problems.append(f"target group health check {check} / port {tg['inputs']['port']}")
     problems += security_group_problems(graph, dep.get("app", {}).get("port", 8080))
+    return problems
+
+
+def certificate_problems(graph: dict[str, Any], dep: dict[str, Any],
+                         https: dict[str, Any] | None) -> list[str]:
+    """No certificate ARN configured: the stack requests one for the app's name, validated
+    by DNS in the configured hosted zone, and the HTTPS listener waits until it is issued;
+    the validation record, shared by every region's certificate, outlives the stack."""
+    problems = []
+    domain = f"{dep['dns']['record']}.{dep['dns']['zone']}"
+    certs = of_type(graph, "aws:acm/certificate:Certificate")
+    if len(certs) != 1 or certs[0]["inputs"].get("domainName") != domain or \
+            certs[0]["inputs"].get("validationMethod") != "DNS":
+        problems.append(f"no DNS-validated certificate requested for {domain}")
+        return problems
+    records = [r for r in of_type(graph, RECORD) if r["inputs"].get("type") == "CNAME"]
+    validations = of_type(graph, "aws:acm/certificateValidation:CertificateValidation")
+    if len(records) != 1 or records[0]["inputs"].get("zoneId") != dep["aws"].get("zone_id"):
+        problems.append("the validation record is not in the configured hosted zone")
+    elif not records[0]["retain_on_delete"]:
+        problems.append("the validation record would be deleted with one region's stack")
+    if len(validations) != 1 or certs[0]["urn"] not in \
+            validations[0]["property_dependencies"].get("certificateArn", []) or \
+            (records and records[0]["urn"] not in \
+            validations[0]["property_dependencies"].get("validationRecordFqdns", [])):
+        problems.append("the certificate's validation does not wait for its record")
+    elif not https or https["inputs"].get("protocol") != "HTTPS" or validations[0]["urn"] \
+            not in https["property_dependencies"].get("certificateArn", []):
+        problems.append("the HTTPS listener does not wait for the validated certificate")
     return problems
 
 
@@ -850,6 +883,15 @@ def main(scenario: dict[str, Any]) -> dict[str, Any]:
                              readerEndpoint=f"{rid}.cluster-ro-x.{region}.rds.amazonaws.com")
             elif typ == "aws:ssm/parameter:Parameter":
                 state["arn"] = f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{state['name']}"
+            elif typ == "aws:acm/certificate:Certificate":
+                domain = state["domainName"]
+                state["arn"] = f"arn:aws:acm:{region}:{ACCOUNT}:certificate/{name}-0001"
+                state["domainValidationOptions"] = [{
+                    "domainName": domain, "resourceRecordName": f"_a1b2c3.{domain}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": "_d4e5f6.abcdefg.acm-validations.aws."}]
+            elif typ == "aws:route53/record:Record":
+                state["fqdn"] = str(state.get("name", "")).rstrip(".")
             elif typ.startswith("pulumi:providers:"):
                 rid = f"provider-{name}"
             return rid, state

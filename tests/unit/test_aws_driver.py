@@ -565,6 +565,26 @@ def test_aws_specific_config_problems_name_the_field(change, field):
     assert field in err.value.message and err.value.hint
 
 
+def test_without_a_certificate_arn_a_known_hosted_zone_lets_the_stack_request_one():
+    from hadeploy.infra.settings import plan_region
+
+    raw = deployment(2)
+    raw["aws"]["certificate_arns"].pop("eu-west-1")
+    raw["aws"]["zone_id"] = "Z0123456789ABCDEFGHIJ"
+    dep, settings = load_stack_config(raw)
+    check_deployment(dep, settings)  # no problem: the stack requests it
+    plan = plan_region(dep, settings, "eu-west-1")
+    assert plan.certificate_arn == "" and plan.zone_id == "Z0123456789ABCDEFGHIJ"
+    assert plan.domain == "app.example.com"
+    assert plan_region(dep, settings, "us-east-1").certificate_arn.startswith("arn:aws:acm:")
+    raw["aws"]["zone_id"] = None  # ... but without the zone there is nothing to validate in
+    dep, settings = load_stack_config(raw)
+    with pytest.raises(HadeployError) as err:
+        check_deployment(dep, settings)
+    assert "aws.certificate_arns.eu-west-1" in err.value.message
+    assert "aws.zone_id" in err.value.hint
+
+
 def test_the_driver_does_not_import_pulumi():
     code = ("import sys, hadeploy.targets.aws.driver, hadeploy.infra.settings; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "

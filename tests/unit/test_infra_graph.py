@@ -53,6 +53,10 @@ DEPLOYMENTS: dict[str, dict[str, Any]] = {"1-hot": deployment(1)}
 DEPLOYMENTS.update({f"{n}-{s}": deployment(n, s) for n in (2, 3) for s in STANDBYS})
 DEPLOYMENTS["2-warm+data"] = deployment(2, "warm", data=True)
 DEPLOYMENTS["3-cold+data"] = deployment(3, "cold", data=True)
+# No certificate ARNs, an existing hosted zone: each regional stack requests its certificate
+ACM = "2-warm+acm"
+DEPLOYMENTS[ACM] = deployment(2, "warm", zone_id="Z0123456789ABCDEFGHIJ")
+del DEPLOYMENTS[ACM]["aws"]["certificate_arns"]
 DATA_NOT_JOINED = "2-warm+data/eu-west-1 before the global database exists"
 FIRST_PASS = "first-pass"  # the primary before its peer exists: no replication yet
 WEIGHTED = "3-weighted"
@@ -457,6 +461,44 @@ BROKEN_REGION: dict[str, tuple[Callable[[dict[str, Any]], None], Callable[..., l
     "secret in plain text": (_plaintext_secret,
                              lambda g, d: regional_problems(g, d, "eu-west-1")),
 }
+
+
+def _validation_deleted_with_the_stack(g: dict[str, Any]) -> None:
+    next(r for r in of_type(g, RECORD) if r["inputs"].get("type") == "CNAME"
+         )["retain_on_delete"] = False
+
+
+def _listener_does_not_wait_for_the_certificate(g: dict[str, Any]) -> None:
+    listener = next(x for x in of_type(g, "aws:lb/listener:Listener")
+                    if int(x["inputs"]["port"]) == 443)
+    listener["property_dependencies"]["certificateArn"] = []
+
+
+def _certificate_for_another_name(g: dict[str, Any]) -> None:
+    one(g, "aws:acm/certificate:Certificate")["inputs"]["domainName"] = "www.example.com"
+
+
+BROKEN_CERTIFICATE = {
+    "validation record deleted with one region": _validation_deleted_with_the_stack,
+    "listener does not wait": _listener_does_not_wait_for_the_certificate,
+    "certificate for another name": _certificate_for_another_name}
+
+
+def test_a_stack_without_a_certificate_arn_requests_a_dns_validated_one(graphs):
+    """aws.zone_id and no aws.certificate_arns: every region's stack requests a certificate
+    for app.<zone>, validated by a CNAME in that zone, and its HTTPS listener waits for it;
+    each check fails on a graph broken to show it."""
+    dep = DEPLOYMENTS[ACM]
+    for region in ("us-east-1", "eu-west-1"):
+        graph = graphs[f"{ACM}/{region}"]
+        assert cluster_problems(graph, dep, region) == []
+        assert len(of_type(graph, "aws:acm/certificate:Certificate")) == 1
+    for breakage, break_it in BROKEN_CERTIFICATE.items():
+        broken = copy.deepcopy(graphs[f"{ACM}/eu-west-1"])
+        break_it(broken)
+        assert cluster_problems(broken, dep, "eu-west-1") != [], breakage
+    # with an ARN configured, no certificate is requested
+    assert of_type(graphs["2-warm/eu-west-1"], "aws:acm/certificate:Certificate") == []
 
 
 @pytest.mark.parametrize("breakage", list(BROKEN_REGION))

@@ -33,7 +33,7 @@ class AppClusterArgs:
     partition: str
     app_port: int
     health_path: str
-    certificate_arn: str
+    certificate_arn: pulumi.Input[str]
     instance_type: str
     ami: str
     root_device: str

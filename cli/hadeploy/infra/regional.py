@@ -102,6 +102,28 @@ def region_provider(plan: RegionPlan) -> aws.Provider:
         default_tags=aws.ProviderDefaultTagsArgs(tags=plan.tags))
 
 
+def issue_certificate(plan: RegionPlan, provider: aws.Provider) -> pulumi.Output[str]:
+    """An ACM certificate for the app's name, validated by DNS in the existing hosted zone
+    (``aws.zone_id``); the HTTPS listener waits for it to be issued. ACM gives every region
+    of an account the same validation record for a name, so each regional stack writes it
+    (``allow_overwrite``) and none deletes it: the other regions' certificates renew by it."""
+    assert plan.zone_id, "checked by the settings: no certificate ARN and no hosted zone"
+    opts = pulumi.ResourceOptions(provider=provider)
+    cert = aws.acm.Certificate("cert", domain_name=plan.domain, validation_method="DNS",
+                               opts=opts)
+    option = cert.domain_validation_options[0]
+    record = aws.route53.Record(
+        "cert-validation", zone_id=plan.zone_id, name=option.resource_record_name,
+        type=option.resource_record_type, records=[option.resource_record_value], ttl=300,
+        allow_overwrite=True,
+        opts=pulumi.ResourceOptions(provider=provider, retain_on_delete=True))
+    validated = aws.acm.CertificateValidation(
+        "cert-validated", certificate_arn=cert.arn, validation_record_fqdns=[record.fqdn],
+        opts=opts)
+    arn: pulumi.Output[str] = validated.certificate_arn
+    return arn
+
+
 def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
     teardown = inputs.teardown
     delete_backups = teardown is not None and teardown.delete_backups
@@ -119,7 +141,8 @@ def build_region(plan: RegionPlan, inputs: RegionalInputs) -> dict[str, Any]:
         public_subnet_ids=network.public_subnet_ids,
         private_subnet_ids=network.private_subnet_ids, aws_region=plan.aws_region,
         partition=plan.partition, app_port=plan.app_port, health_path=plan.health_path,
-        certificate_arn=plan.certificate_arn, instance_type=plan.instance_type, ami=plan.ami,
+        certificate_arn=plan.certificate_arn or issue_certificate(plan, provider),
+        instance_type=plan.instance_type, ami=plan.ami,
         root_device=plan.root_device, min_size=plan.min_size, desired=plan.desired,
         max_size=plan.max_size, host_tag=plan.host_tag, standby=plan.standby,
         health_interval=plan.health_interval, unhealthy_threshold=plan.unhealthy_threshold,

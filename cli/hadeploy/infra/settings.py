@@ -140,6 +140,10 @@ class RegionPlan:
     database: DatabasePlan | None = None  # None: no database tier (data.enabled false)
     vault_lock: AwsVaultLock | None = None  # None: the vault has no Vault Lock
     restore_testing: RestoreTestPlan | None = None  # None: restore testing disabled
+    # Without a certificate_arn: the stack requests one for ``domain`` (the app record),
+    # validated by a DNS record in the existing hosted zone ``zone_id``.
+    zone_id: str | None = None
+    domain: str = ""
 
     @property
     def stack_name(self) -> str:
@@ -275,6 +279,7 @@ def plan_region(dep: Deployment, settings: AwsSettings, name: str) -> RegionPlan
         hosts=region.hosts, min_size=lo, desired=desired, max_size=hi,
         vpc_cidr=settings.vpc_cidrs.get(name, f"10.{100 + index}.0.0/16"),
         az_count=settings.az_count, certificate_arn=settings.certificate_arns.get(name, ""),
+        zone_id=settings.zone_id, domain=f"{dep.dns.record}.{dep.dns.zone}",
         instance_type=settings.instance_type, ami=settings.ami,
         root_device=settings.root_device, vault_name=vault_name(dep.name, name),
         bucket_name=bucket_name(dep.name, settings, name), copy_vault_arn=copy_vault,
@@ -364,10 +369,13 @@ def _region_problems(dep: Deployment, settings: AwsSettings) -> list[Problem]:
 def _certificate_problems(dep: Deployment, settings: AwsSettings, region: str,
                           aws_region: str) -> list[Problem]:
     cert = settings.certificate_arns.get(region)
+    if cert is None and settings.zone_id:
+        return []  # the stack requests one, validated by a record in that hosted zone
     if cert is None:
         return [(f"aws.certificate_arns.{region}", "is missing",
                  f"add the ARN of an ACM certificate for {dep.dns.record}.{dep.dns.zone} "
-                 f"issued in {aws_region}")]
+                 f"issued in {aws_region}, or set aws.zone_id to the existing hosted zone "
+                 f"of {dep.dns.zone}: the stack then requests a DNS-validated one")]
     match = re.fullmatch(CERT_ARN_RE, cert)
     if match and match.group(1) != aws_region:
         return [(f"aws.certificate_arns.{region}",
