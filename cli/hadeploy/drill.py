@@ -52,8 +52,9 @@ class Sample:
     method: str  # GET or POST
     ok: bool
     address: str | None  # where the client sent it (None: no DNS answer)
-    detail: str  # HTTP status, or the error
+    detail: str  # HTTP status (and the start of a failure's body), or the error
     via: str | None = None  # the load balancer that answered (its X-HADeploy-LB header)
+    status: int | None = None  # the HTTP status; None when no answer came
 
 
 Resolve = Callable[[], tuple[str | None, float]]  # (first A record or None, TTL seconds)
@@ -134,7 +135,7 @@ class Client:
             detail = str(resp.status) if ok else \
                 f"{resp.status} {raw[:120].decode('utf-8', 'replace')}".strip()
             self.samples.append(Sample(time.time(), method, ok, address, detail,
-                                       resp.getheader("X-HADeploy-LB")))
+                                       resp.getheader("X-HADeploy-LB"), resp.status))
             if not ok:
                 return None
             try:

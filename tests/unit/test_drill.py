@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -350,3 +351,35 @@ def test_a_partition_drops_only_what_crosses_the_regions_edge():
     assert not any(r[1:] == ["-s", "10.94.1.0/24", "-d", "10.94.1.0/24"] for r in rules)
     # VRRP multicast stays (the first rule, an ACCEPT, comes before the drops)
     assert rules[0] == ["FORWARD", "-s", "10.94.1.0/24", "-d", "224.0.0.0/4"]
+
+
+def test_the_read_back_stops_at_a_404_whatever_its_body_says():
+    """A write that is not there answers 404 with a JSON body: final at once. (Since the
+    client records the start of a refusal's body, a check of the detail text for "404"
+    had retried every lost item ten times: two minutes per drill that loses writes.)"""
+    from hadeploy.commands.drill import _readable
+
+    class Missing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error": "no such item"}'
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Missing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = drill.Client("read-back", lambda: ("127.0.0.1", 60.0),
+                              port=server.server_address[1])
+        start = time.monotonic()
+        assert _readable(client, "lost-1") is False
+        assert len(client.samples) == 1 and client.samples[0].status == 404
+        assert client.samples[0].detail.startswith("404 {")
+        assert time.monotonic() - start < 0.4  # no retry, no sleep
+    finally:
+        server.shutdown()
+        server.server_close()

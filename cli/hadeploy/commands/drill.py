@@ -426,12 +426,11 @@ class Drill:
         rebuilt as a standby)."""
         from hadeploy import deploy, targets
         from hadeploy.targets import ApplyHooks
-        from hadeploy.targets.lab import podman
 
         if cut:
             self.faults.unpartition()
         else:
-            podman.run(["start", *chosen.victims])
+            self.faults.start(chosen.victims)  # a DNS server first takes the newest zone
         target = targets.for_deployment(
             self.dep, self.state, log=lambda m: self.console.print(f"[dim]·[/] up: {m}"))
         deploy.up(target, hooks=ApplyHooks())  # raises when the configuration fails
@@ -638,7 +637,7 @@ def _readable(client: Any, item: str, attempts: int = 10) -> bool:
     for _ in range(attempts):
         if client.request("GET", f"/items/{item}") is not None:
             return True
-        if client.samples and client.samples[-1].detail == "404":
+        if client.samples and client.samples[-1].status == 404:
             return False
         time.sleep(0.5)
     return False
