@@ -677,7 +677,8 @@ class LabTarget:
             self.log(f"removed container {change.name} ({change.detail})")
 
     def _apply_base(self, change: Change, topo: Topology, report: LabReport) -> None:
-        """The image, keys, networks, volumes and the DNS server, in plan order."""
+        """The image, keys, secrets, certificates, networks and volumes, in plan order (the
+        DNS servers: :meth:`_start_dns`)."""
         kind, name = change.kind, change.name
         if kind == "image":
             image.ensure_image(self.log)
