@@ -356,7 +356,7 @@ def check_network_backend(ctx: Context) -> Check:
 
 
 def check_container_init(ctx: Context) -> Check:
-    why = ("the DNS server and the probers run with '--init'; podman refuses to start them "
+    why = ("the DNS servers and the probers run with '--init'; podman refuses to start them "
            "without its container init")
     fix = f"{APT} {podman.INIT_PACKAGE}"
     if isinstance(ctx.conf, str):
@@ -485,7 +485,7 @@ def check_debootstrap(ctx: Context) -> Check:
 
 
 def check_lab_image(ctx: Context) -> Check:
-    why = "every lab host, the DNS server and the probers run from this image"
+    why = "every lab host, the DNS servers and the probers run from this image"
     if ctx.podman is None or isinstance(ctx.info, str):
         return Check("lab-image", "lab image", "fail",
                      "unknown: podman does not work (see 'podman-info')", why, SETUP)
@@ -503,7 +503,7 @@ class RunOutcome:
     blame: dict[str, str] = field(default_factory=dict)  # check id -> podman's error
 
 
-INIT_WHY = ("the DNS server and probers run with '--init' on a region-style network (fixed "
+INIT_WHY = ("the DNS servers and probers run with '--init' on a region-style network (fixed "
             "IP and MAC)")
 BOOT_WHY = "every lab host is a systemd container that must boot to 'running'"
 RUN_TITLE, BOOT_TITLE = "container with --init runs", "systemd lab host boots"

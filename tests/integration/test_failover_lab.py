@@ -460,10 +460,11 @@ def test_drill_operator_kills_a_failover_before_dns_and_the_rerun_finishes_it(fo
 
 def test_drill_partition_the_cut_off_region_stops_taking_writes_by_itself(fo, measurements):
     """'hadeploy drill partition': west (active since the operator drill) is cut off from
-    the other regions, the DNS server and this machine by firewall rules while its hosts
-    run. The drill's watch fails over; the failover cannot reach west's load balancers,
-    so it waits out their lease; west's lease agents, no longer hearing the DNS server,
-    refuse writes within the lease — before east takes its first. Then the cut is lifted
+    the other regions (their DNS servers with them) and this machine by firewall rules while
+    its hosts run. The drill's watch fails over; the failover cannot reach west's load
+    balancers, so it waits out their lease; west's lease agents, hearing only west's own
+    DNS server (one of three, no majority), refuse writes within the lease — before east
+    takes its first. Then the cut is lifted
     and 'up' brings west back, fenced."""
     r = fo.cli("drill", "partition", "--yes", "--json", "--report",
                str(fo.work / "drill-partition"), timeout=900)
