@@ -121,7 +121,6 @@ class ServerState:
     soa: Any = None  # the SOA rdata (a write bumps its serial)
     ttl: int | None = None  # the A record set's TTL
     error: str | None = None
-    ms: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,11 +128,6 @@ class ServerState:
 
     def content(self) -> tuple[tuple[str, ...], str | None]:
         return tuple(self.answer or ()), self.writer
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "address": f"{self.address}:{self.port}",
-                "serial": self.serial, "answer": self.answer, "writer": self.writer,
-                "error": self.error, "ms": None if self.ms is None else round(self.ms, 1)}
 
 
 @dataclass
@@ -225,7 +219,6 @@ class Rfc2136Provider:
             import dns.rdatatype
 
             state = ServerState(server.name, server.address, server.port)
-            t = time.monotonic()
             soa = self.query(server, self.zone, dns.rdatatype.SOA)
             if not soa:
                 raise HadeployError(f"DNS server {server.address}:{server.port} has no SOA "
@@ -242,7 +235,6 @@ class Rfc2136Provider:
                           for item in rrset]
                 state.writer = values[0] if len(values) == 1 else (None if not values
                                                                     else "?")
-            state.ms = (time.monotonic() - t) * 1000
             return state
 
         results = self._each(one, need=len(self.servers) if wait_all else self.majority)
@@ -253,8 +245,7 @@ class Rfc2136Provider:
                 states.append(got)
             else:
                 states.append(ServerState(server.name, server.address, server.port,
-                                          error=got.message if isinstance(
-                                              got, HadeployError) else "no answer in time"))
+                                          error=_failure(got)))
         return Snapshot(states, self.majority)
 
     def _settled(self, record: str | None, writer_record: str | None = None) -> ServerState:
@@ -363,8 +354,7 @@ class Rfc2136Provider:
             if isinstance(value, float):
                 result.had[server.name] = value
             else:
-                result.missed[server.name] = (value.message if isinstance(value, HadeployError)
-                                              else "no answer in time")
+                result.missed[server.name] = _failure(value)
         return result
 
     def _names(self, rrsets: list[tuple[str, int, str, list[str]]]) -> list[str]:
@@ -412,14 +402,15 @@ class Rfc2136Provider:
     # -- keeping the servers together ------------------------------------------------------
 
     def resync(self, record: str, writer_record: str | None = None, *,
-               wait_all: bool = True) -> list[str]:
+               wait_all: bool = True, snap: Snapshot | None = None) -> list[str]:
         """Bring every answering server that lags (an older serial, or another answer)
         to the newest answer and serial; return what was done, one line per server.
         Needs a majority answering; a server that does not answer is left for later
         (``wait_all`` off: one that answers slower than the others is too). Each server's
         update holds only if the server still serves the SOA it was read with (an RFC 2136
-        prerequisite): a resync never overwrites a change that reached it meanwhile."""
-        snap = self.snapshot(record, writer_record, wait_all=wait_all)
+        prerequisite): a resync never overwrites a change that reached it meanwhile.
+        ``snap``: a snapshot of ``record`` and ``writer_record`` the caller just took."""
+        snap = snap or self.snapshot(record, writer_record, wait_all=wait_all)
         best = snap.newest
         stale = snap.stale()
         if best is None or not stale:
@@ -544,3 +535,9 @@ class Rfc2136Provider:
                              f"({type(exc).__name__}: {exc})",
                              hint="check that it runs ('hadeploy status'); in the lab, "
                              "'hadeploy up' starts it", code=ExitCode.ENVIRONMENT)
+
+
+def _failure(value: object) -> str:
+    """Why a server is missing from a round: its error, or that it had not answered when
+    the majority had and the grace ran out."""
+    return value.message if isinstance(value, HadeployError) else "no answer in time"

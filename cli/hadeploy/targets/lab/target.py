@@ -26,7 +26,7 @@ from hadeploy import backup, configure, dbsecrets
 from hadeploy.config import Deployment
 from hadeploy.configure import DriftItem
 from hadeploy.data import DataState, settle_region
-from hadeploy.dns.rfc2136 import Rfc2136Provider, TsigKey
+from hadeploy.dns.rfc2136 import Rfc2136Provider, Snapshot, TsigKey
 from hadeploy.errors import ExitCode, HadeployError
 from hadeploy.state import StateDir, write_if_changed
 from hadeploy.status import FILES_KEY, DataReaders, StatusDoc, collect, host_url
@@ -888,29 +888,34 @@ class LabTarget:
         re-running it finishes the move. ``up`` never moves traffic, nor the right to
         write. Returns whether a DNS server had to be brought up to date."""
         provider = self.dns_provider(topo)
-        resynced = self._ensure_servers(provider, topo)
+        snap = provider.snapshot(topo.dns.record, topo.dns.writer_record, wait_all=True)
+        resynced = self._ensure_servers(provider, topo, snap)
         if self.state.read_journal() is not None:
             return resynced
-        active = topo.active_region(provider.read(topo.dns.record)) or self.dep.primary.name
-        if provider.read_writer(topo.dns.writer_record) != active:
+        best = snap.newest  # what every answering server serves now (resync copied it)
+        if best is None:
+            raise provider.no_majority(snap)
+        active = topo.active_region(best.answer or []) or self.dep.primary.name
+        if best.writer != active:
             self.log(f"writer record: {active} takes writes")
             provider.set_writer(topo.dns.writer_record, active)
         return resynced
 
-    def _ensure_servers(self, provider: Rfc2136Provider, topo: Topology) -> bool:
+    def _ensure_servers(self, provider: Rfc2136Provider, topo: Topology,
+                        snap: Snapshot) -> bool:
         """Every server answers the newest records under the newest serial (a server that
         was down or cut off during a change is brought up to date), and the zone's NS set
-        lists every server (regions added or removed)."""
+        lists every server (regions added or removed). ``snap``: every server, just asked."""
         import dns.rdatatype
 
-        lines = provider.resync(topo.dns.record, topo.dns.writer_record)
+        lines = provider.resync(topo.dns.record, topo.dns.writer_record, snap=snap)
         for line in lines:
             self.log(line)
             self.state.audit("dns-resync", target="lab", detail=line)
-        want = sorted(knot.ns_name(s, topo.dns.zone) for s in topo.dns.name_servers)
-        best = provider.snapshot(None).newest
+        best = snap.newest
         if best is None:
-            return bool(lines)  # read() below says why
+            return bool(lines)  # the caller says why
+        want = sorted(knot.ns_name(s, topo.dns.zone) for s in topo.dns.name_servers)
         server = next(s for s in topo.dns.name_servers if s.name == best.name)
         have = sorted(str(r.target) for rrset in
                       provider.query(server, topo.dns.zone + ".", dns.rdatatype.NS)
